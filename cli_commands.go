@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// paramFlags collects repeated -p KEY=VALUE.
+type paramFlags map[string]string
+
+func (p paramFlags) String() string { return "" }
+
+func (p paramFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	p[k] = val
+	return nil
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("shiplog "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", "server URL (env SHIPLOG_SERVER, default http://127.0.0.1:8080)")
+	return fs, server
+}
+
+// parseArgs parses flags that may come before or after positional args.
+func parseArgs(fs *flag.FlagSet, args []string, want int, usage string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, &exitError{code: exitUsage}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) != want {
+		return nil, &exitError{code: exitUsage, msg: "usage: " + usage}
+	}
+	return pos, nil
+}
+
+func parseRunArg(s string) (int64, error) {
+	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, &exitError{code: exitUsage, msg: fmt.Sprintf("invalid run id %q", s)}
+	}
+	return id, nil
+}
+
+func cliRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, server := newFlags("run", stderr)
+	params := paramFlags{}
+	fs.Var(params, "p", "parameter KEY=VALUE (repeatable)")
+	follow := fs.Bool("follow", false, "stream the log and exit with the run's outcome")
+	fs.BoolVar(follow, "f", false, "short for --follow")
+	quiet := fs.Bool("q", false, "print only the run id")
+	pos, err := parseArgs(fs, args, 1, "shiplog run JOB [-p KEY=VALUE]... [--follow]")
+	if err != nil {
+		return err
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{"params": map[string]string(params)})
+	resp, err := c.do(ctx, http.MethodPost, "/api/jobs/"+pos[0]+"/runs", bytes.NewReader(body), nil)
+	if err != nil {
+		return err
+	}
+	var run runJSON
+	err = decodeResponse(resp, &run)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	page := c.base + run.Links.Page
+	switch {
+	case *follow:
+		fmt.Fprintf(stderr, "#%d %s queued: %s\n", run.ID, run.Job, page)
+	case *quiet:
+		fmt.Fprintln(stdout, run.ID)
+		return nil
+	default:
+		fmt.Fprintf(stdout, "#%d %s queued: %s\n", run.ID, run.Job, page)
+		return nil
+	}
+	return followToEnd(ctx, c, run.ID, stdout, stderr)
+}
+
+// followToEnd streams a run's log to stdout, with a progress bar on stderr
+// when it is a terminal, and exits with the run's outcome.
+func followToEnd(ctx context.Context, c *client, id int64, stdout, stderr io.Writer) error {
+	var progress func(*runJSON)
+	tty := false
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		tty = true
+		progress = func(r *runJSON) { fmt.Fprint(stderr, progressLine(r)) }
+	}
+	out := stdout
+	if tty {
+		// Clear the bar before each log write so lines and bar do not mix.
+		out = writerFunc(func(p []byte) (int, error) {
+			fmt.Fprint(stderr, "\r\033[K")
+			return stdout.Write(p)
+		})
+	}
+	run, err := c.follow(ctx, id, out, progress)
+	if err != nil {
+		return err
+	}
+	if tty {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	fmt.Fprintln(stderr, describeRun(run))
+	if code := runExitCode(run); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, server := newFlags("status", stderr)
+	wait := fs.Bool("wait", false, "wait until the run finishes and exit with its outcome")
+	asJSON := fs.Bool("json", false, "print the run as JSON")
+	pos, err := parseArgs(fs, args, 1, "shiplog status RUN [--wait] [--json]")
+	if err != nil {
+		return err
+	}
+	id, err := parseRunArg(pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return err
+	}
+	path := "/api/runs/" + strconv.FormatInt(id, 10)
+	var (
+		run  runJSON
+		raw  []byte
+		etag string
+	)
+	for {
+		p, hdr := path, http.Header{}
+		if etag != "" {
+			p += "?wait=30s"
+			hdr.Set("If-None-Match", etag)
+		}
+		resp, err := c.do(ctx, http.MethodGet, p, nil, hdr)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode == http.StatusOK {
+			raw, err = io.ReadAll(resp.Body)
+			if err == nil {
+				err = json.Unmarshal(raw, &run)
+			}
+			if err != nil {
+				resp.Body.Close()
+				return &exitError{code: exitCLIError, msg: fmt.Sprintf("read response: %v", err)}
+			}
+			etag = resp.Header.Get("ETag")
+			if *wait && !*asJSON && !run.State.Finished() {
+				fmt.Fprintln(stderr, describeRun(&run))
+			}
+		}
+		resp.Body.Close()
+		if !*wait || run.State.Finished() {
+			break
+		}
+	}
+	if *asJSON {
+		stdout.Write(append(raw, '\n'))
+	} else {
+		fmt.Fprintln(stdout, describeRun(&run))
+	}
+	if *wait {
+		if code := runExitCode(&run); code != 0 {
+			return &exitError{code: code}
+		}
+	}
+	return nil
+}
+
+func cliLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, server := newFlags("logs", stderr)
+	follow := fs.Bool("f", false, "follow the log until the run finishes")
+	pos, err := parseArgs(fs, args, 1, "shiplog logs RUN [-f]")
+	if err != nil {
+		return err
+	}
+	id, err := parseRunArg(pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return err
+	}
+	if *follow {
+		return followToEnd(ctx, c, id, stdout, stderr)
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/api/runs/"+strconv.FormatInt(id, 10)+"/log", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(stdout, resp.Body); err != nil {
+		return &exitError{code: exitCLIError, msg: fmt.Sprintf("read log: %v", err)}
+	}
+	return nil
+}
+
+func cliJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, server := newFlags("jobs", stderr)
+	if _, err := parseArgs(fs, args, 0, "shiplog jobs"); err != nil {
+		return err
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return err
+	}
+	var list []jobJSON
+	if err := c.getJSON(ctx, "/api/jobs", &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tLAST RUN\tSTATE\tWHEN\tPARAMS")
+	for _, j := range list {
+		last, state, when := "-", "-", "-"
+		if r := j.LastRun; r != nil {
+			last, state = "#"+strconv.FormatInt(r.ID, 10), string(r.State)
+			when = time.Since(r.QueuedAt).Round(time.Second).String() + " ago"
+		}
+		var ps []string
+		for _, p := range j.Params {
+			s := p.Name
+			if p.Required {
+				s += "*"
+			}
+			ps = append(ps, s)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.Name, last, state, when, strings.Join(ps, " "))
+	}
+	return tw.Flush()
+}
+
+func cliCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, server := newFlags("cancel", stderr)
+	pos, err := parseArgs(fs, args, 1, "shiplog cancel RUN")
+	if err != nil {
+		return err
+	}
+	id, err := parseRunArg(pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := newClient(*server)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/api/runs/"+strconv.FormatInt(id, 10)+"/cancel", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var run runJSON
+	if err := decodeResponse(resp, &run); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "#%d %s: cancel requested\n", run.ID, run.Job)
+	return nil
+}

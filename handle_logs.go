@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/streams"
+)
+
+// maxLongPollBytes bounds one long-poll answer; the client asks again.
+const maxLongPollBytes = 1 << 20
+
+// logStart resolves where a reader wants to start: Last-Event-ID, ?after or
+// ?tail, checked against the log.
+func logStart(c echo.Context, path string) (int64, error) {
+	raw, field := c.Request().Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if raw == "" {
+		raw, field = c.QueryParam("after"), "after"
+	}
+	if raw != "" {
+		off, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || off < 0 {
+			return 0, badRequest(field, "%s must be a byte offset (a non-negative integer), got %q", field, truncate(raw, 40))
+		}
+		if err := streams.CheckOffset(path, off); err != nil {
+			if errors.Is(err, streams.ErrBeyondEnd) || errors.Is(err, streams.ErrNotLineStart) {
+				return 0, badRequest(field, "%s: %v", field, err)
+			}
+			return 0, fmt.Errorf("check offset: %w", err)
+		}
+		return off, nil
+	}
+	if v := c.QueryParam("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, badRequest("tail", "tail must be a non-negative number of lines")
+		}
+		end, err := streams.LogEnd(path)
+		if err != nil {
+			return 0, fmt.Errorf("find log end: %w", err)
+		}
+		return streams.TailOffset(path, n, end)
+	}
+	return 0, nil
+}
+
+// finalSize is the size of a finished run's log, or -1 while it runs.
+func finalSize(run *jobs.Run, path string) int64 {
+	if !run.State.Finished() {
+		return -1
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+func (s *server) streamRunEvents(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	run, err := s.runner.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	path := s.runner.LogPath(id)
+	from, err := logStart(c, path)
+	if err != nil {
+		return err
+	}
+	line, err := streams.CountLines(path, from)
+	if err != nil {
+		return fmt.Errorf("count lines: %w", err)
+	}
+	window, _ := json.Marshal(map[string]int64{"offset": from, "line": line + 1})
+
+	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
+	defer cur.Close()
+	s.activeStreams.Add(1)
+	defer s.activeStreams.Add(-1)
+	status := func(ctx context.Context) ([]byte, bool, <-chan struct{}, error) {
+		changed := s.runner.Watch(id)
+		body, run, err := s.runBody(ctx, id)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return body, run.State.Finished(), changed, nil
+	}
+	err = streams.ServeEvents(ctx, c.Response(), cur, status, streams.EventOptions{Window: window, Lines: &s.linesStreamed})
+	if err != nil && ctx.Err() == nil && !errors.Is(err, streams.ErrClosed) {
+		s.log.Debug("event stream ended", "run_id", id, "err", err)
+	}
+	return nil
+}
+
+// getRunLog serves the raw log, or with ?after a long poll for the lines
+// after that offset.
+func (s *server) getRunLog(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	run, err := s.runner.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	path := s.runner.LogPath(id)
+	if c.QueryParam("after") != "" || c.Request().Header.Get("Last-Event-ID") != "" {
+		return s.pollRunLog(c, id, run, path)
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c.Blob(http.StatusOK, "text/plain; charset=utf-8", nil)
+	}
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer f.Close()
+	end, err := streams.LogEnd(path)
+	if err != nil {
+		return fmt.Errorf("find log end: %w", err)
+	}
+	h := c.Response().Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Run-State", string(run.State))
+	if c.QueryParam("download") != "" {
+		h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="shiplog-%s-%d.log"`, run.Job, run.ID))
+	}
+	var mod time.Time
+	if run.State.Finished() && run.FinishedAt != nil {
+		mod = *run.FinishedAt
+	}
+	// Only whole lines: a line being written is served when it is complete.
+	http.ServeContent(c.Response(), c.Request(), "", mod, io.NewSectionReader(f, 0, end))
+	return nil
+}
+
+func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string) error {
+	from, err := logStart(c, path)
+	if err != nil {
+		return err
+	}
+	wait, err := parseWait(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), wait)
+	defer cancel()
+	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
+	defer cur.Close()
+
+	var body []byte
+	complete := false
+	b, err := cur.Poll()
+	if b == nil && err == nil && wait > 0 {
+		b, err = cur.Next(ctx)
+	}
+	for b != nil && err == nil {
+		for _, l := range b.Lines {
+			body = append(body, l...)
+			body = append(body, '\n')
+		}
+		if len(body) >= maxLongPollBytes {
+			break
+		}
+		b, err = cur.Poll()
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		complete = true
+	case errors.Is(err, context.DeadlineExceeded), err == nil:
+	case c.Request().Context().Err() != nil:
+		return nil
+	default:
+		return err
+	}
+	now, err := s.runner.Get(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Log-Offset", strconv.FormatInt(cur.Offset(), 10))
+	h.Set("X-Run-State", string(now.State))
+	h.Set("X-Log-Complete", strconv.FormatBool(complete))
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", body)
+}

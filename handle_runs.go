@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/shiplog/shiplog/jobs"
+)
+
+// maxWait bounds a long poll.
+const maxWait = 60 * time.Second
+
+func (s *server) listJobs(c echo.Context) error {
+	ctx := c.Request().Context()
+	now := time.Now()
+	out := []jobJSON{}
+	for _, j := range s.runner.Config().Jobs {
+		last, err := s.lastRun(ctx, j.Name)
+		if err != nil {
+			return err
+		}
+		out = append(out, toJobJSON(j, last, now))
+	}
+	return writeJSONCached(c, out)
+}
+
+func (s *server) lastRun(ctx context.Context, job string) (*jobs.Run, error) {
+	runs, err := s.runner.List(ctx, jobs.Filter{Job: job, Limit: 1})
+	if err != nil || len(runs) == 0 {
+		return nil, err
+	}
+	return runs[0], nil
+}
+
+type createRunRequest struct {
+	Params map[string]string `json:"params"`
+}
+
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return he // body too large
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("", "request body is empty: want JSON like {\"params\": {}}")
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return badRequest(te.Field, "invalid JSON: %s must be %s", te.Field, te.Type)
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return badRequest(strings.Trim(f, `"`), "unknown field %s", f)
+		}
+		return badRequest("", "invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return badRequest("", "invalid JSON: trailing data after the object")
+	}
+	return nil
+}
+
+func (s *server) createRun(c echo.Context) error {
+	var req createRunRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	run, err := s.runner.Trigger(c.Request().Context(), c.Param("job"), req.Params, triggeredBy(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/api/runs/"+strconv.FormatInt(run.ID, 10))
+	return c.JSON(http.StatusCreated, toRunJSON(run, time.Now()))
+}
+
+// triggeredBy names who asked for a run.
+func triggeredBy(c echo.Context) string {
+	return "anonymous@" + c.RealIP()
+}
+
+func (s *server) listRuns(c echo.Context) error {
+	f := jobs.Filter{Job: c.QueryParam("job"), Limit: 50}
+	if f.Job != "" {
+		if _, err := s.runner.Config().Job(f.Job); err != nil {
+			return err
+		}
+	}
+	if v := c.QueryParam("state"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			if !jobs.State(st).Valid() {
+				return badRequest("state", "unknown state %q", truncate(st, 40))
+			}
+			f.States = append(f.States, jobs.State(st))
+		}
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return badRequest("limit", "limit must be between 1 and 500")
+		}
+		f.Limit = n
+	}
+	if v := c.QueryParam("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return badRequest("before", "before must be a positive run id")
+		}
+		f.Before = n
+	}
+	// One more than asked tells whether there is a next page.
+	f.Limit++
+	runs, err := s.runner.List(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	out := struct {
+		Runs []runJSON `json:"runs"`
+		Next string    `json:"next,omitempty"`
+	}{Runs: []runJSON{}}
+	if len(runs) == f.Limit {
+		runs = runs[:f.Limit-1]
+		q := c.Request().URL.Query()
+		q.Set("before", strconv.FormatInt(runs[len(runs)-1].ID, 10))
+		out.Next = "/api/runs?" + q.Encode()
+	}
+	for _, r := range runs {
+		out.Runs = append(out.Runs, toRunJSON(r, now))
+	}
+	return writeJSONCached(c, out)
+}
+
+// etagOf is a strong validator for a response body.
+func etagOf(body []byte) string {
+	h := fnv.New64a()
+	h.Write(body)
+	return fmt.Sprintf(`"%016x"`, h.Sum64())
+}
+
+// writeJSONCached answers with JSON and an ETag, or 304 when the client has it.
+func writeJSONCached(c echo.Context, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	etag := etagOf(body)
+	h := c.Response().Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-cache")
+	if etagMatch(c.Request().Header.Get("If-None-Match"), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.JSONBlob(http.StatusOK, body)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, v := range strings.Split(header, ",") {
+		v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		if v == etag || v == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// parseWait reads ?wait=30s (or plain seconds).
+func parseWait(c echo.Context) (time.Duration, error) {
+	v := c.QueryParam("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, err2 := strconv.Atoi(v)
+		if err2 != nil {
+			return 0, badRequest("wait", "wait must be a duration like 30s")
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 {
+		return 0, badRequest("wait", "wait must not be negative")
+	}
+	return min(d, maxWait), nil
+}
+
+func (s *server) runBody(ctx context.Context, id int64) ([]byte, *jobs.Run, error) {
+	run, err := s.runner.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := json.Marshal(toRunJSON(run, time.Now()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode run: %w", err)
+	}
+	return body, run, nil
+}
+
+// getRun answers with the run; with ?wait and If-None-Match it is a long
+// poll that answers at the run's next change, or 304 at the timeout.
+func (s *server) getRun(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	wait, err := parseWait(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	inm := c.Request().Header.Get("If-None-Match")
+	var timeout <-chan time.Time
+	if wait > 0 && inm != "" {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	for {
+		changed := s.runner.Watch(id)
+		body, run, err := s.runBody(ctx, id)
+		if err != nil {
+			return err
+		}
+		etag := etagOf(body)
+		h.Set("ETag", etag)
+		h.Set("X-Run-State", string(run.State))
+		if !etagMatch(inm, etag) {
+			return c.JSONBlob(http.StatusOK, body)
+		}
+		if timeout == nil || run.State.Finished() {
+			if !run.State.Finished() {
+				h.Set("Retry-After", "2")
+			}
+			return c.NoContent(http.StatusNotModified)
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return c.NoContent(http.StatusNotModified)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (s *server) cancelRun(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.runner.Cancel(c.Request().Context(), id); err != nil {
+		return err
+	}
+	body, _, err := s.runBody(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusAccepted, body)
+}
+
+func (s *server) rerunRun(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/api/runs/"+strconv.FormatInt(run.ID, 10))
+	return c.JSON(http.StatusCreated, toRunJSON(run, time.Now()))
+}

@@ -1,0 +1,71 @@
+package jobs
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// Command is a workflow command a run printed, in the GitHub Actions form
+// "::name key=value,...::value".
+type Command struct {
+	Name  string // group, endgroup, progress, add-mask, notice, warning, error
+	Props map[string]string
+	Value string
+}
+
+var commandNames = map[string]bool{
+	"group": true, "endgroup": true, "progress": true, "add-mask": true,
+	"notice": true, "warning": true, "error": true, "debug": true,
+}
+
+// ParseCommand recognises a workflow command in one log line (without its
+// newline). It returns false for ordinary output.
+func ParseCommand(line []byte) (Command, bool) {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if !bytes.HasPrefix(line, []byte("::")) {
+		return Command{}, false
+	}
+	rest := string(line[2:])
+	end := strings.Index(rest, "::")
+	if end < 0 {
+		return Command{}, false
+	}
+	head, value := rest[:end], rest[end+2:]
+	name, props, _ := strings.Cut(head, " ")
+	if !commandNames[name] {
+		return Command{}, false
+	}
+	cmd := Command{Name: name, Value: value}
+	if props = strings.TrimSpace(props); props != "" {
+		cmd.Props = map[string]string{}
+		for _, kv := range strings.Split(props, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				continue
+			}
+			cmd.Props[strings.TrimSpace(k)] = unescapeProp(strings.TrimSpace(v))
+		}
+	}
+	return cmd, true
+}
+
+// unescapeProp undoes the %-escaping GitHub's toolkit applies to properties.
+func unescapeProp(s string) string {
+	r := strings.NewReplacer("%25", "%", "%0D", "\r", "%0A", "\n", "%3A", ":", "%2C", ",")
+	return r.Replace(s)
+}
+
+// ParseProgress reads "40 Migrating database" as 40% and its message.
+func ParseProgress(v string) (Progress, bool) {
+	v = strings.TrimSpace(v)
+	num, msg, _ := strings.Cut(v, " ")
+	num = strings.TrimSuffix(num, "%")
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f != f { // NaN
+		return Progress{}, false
+	}
+	pct := int(f)
+	pct = max(0, min(100, pct))
+	return Progress{Percent: pct, Message: strings.TrimSpace(msg)}, true
+}

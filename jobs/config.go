@@ -1,0 +1,270 @@
+// Package jobs holds job definitions, the runner that executes them, and the
+// durable record of every run.
+package jobs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DemoConfig is the built-in configuration served when no config file exists,
+// so a newcomer sees every feature work with zero setup.
+//
+//go:embed demo.yaml
+var DemoConfig []byte
+
+// Config is a parsed, validated configuration file.
+type Config struct {
+	// MaxConcurrentRuns bounds how many runs execute at once.
+	MaxConcurrentRuns int
+	// KeepRuns is how many finished runs to keep per job; older ones and their
+	// logs are pruned.
+	KeepRuns int
+	// Jobs in the order the file defines them.
+	Jobs []*Job
+}
+
+// Job is one runnable definition.
+type Job struct {
+	Name        string
+	Description string
+	Run         string // shell script text, run with /bin/sh -c
+	Dir         string
+	Env         map[string]string
+	Timeout     time.Duration // zero means no limit
+	Lock        string        // may reference params as $NAME or ${NAME}
+	Confirm     bool          // the page asks for confirmation before running
+	Params      []Param
+}
+
+// Param is one typed parameter of a job. Values reach the command only as
+// environment variables named after the parameter.
+type Param struct {
+	Name        string   `yaml:"name"`
+	Description string   `yaml:"description"`
+	Required    bool     `yaml:"required"`
+	Default     string   `yaml:"default"`
+	Choices     []string `yaml:"choices"`
+	Pattern     string   `yaml:"pattern"`
+
+	re *regexp.Regexp
+}
+
+// Job returns the job with the given name.
+func (c *Config) Job(name string) (*Job, error) {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return j, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrUnknownJob, name)
+}
+
+// ErrConfig marks a configuration that cannot be used.
+var ErrConfig = errors.New("invalid config")
+
+type fileConfig struct {
+	MaxConcurrentRuns *int      `yaml:"max_concurrent_runs"`
+	KeepRuns          *int      `yaml:"keep_runs"`
+	Jobs              yaml.Node `yaml:"jobs"`
+}
+
+type fileJob struct {
+	Description string            `yaml:"description"`
+	Run         string            `yaml:"run"`
+	Dir         string            `yaml:"dir"`
+	Env         map[string]string `yaml:"env"`
+	Timeout     string            `yaml:"timeout"`
+	Lock        string            `yaml:"lock"`
+	Confirm     bool              `yaml:"confirm"`
+	Params      []Param           `yaml:"params"`
+}
+
+var (
+	jobNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	lockRefRE = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?`)
+)
+
+// reservedEnv are names a parameter or job env may not set: they change how
+// the shell or the dynamic loader behave, or belong to shiplog.
+var reservedEnv = map[string]bool{
+	"PATH": true, "HOME": true, "SHELL": true, "USER": true, "LOGNAME": true,
+	"PWD": true, "OLDPWD": true, "IFS": true, "BASH_ENV": true,
+	"CDPATH": true, "PS4": true, "SHELLOPTS": true, "BASHOPTS": true,
+	"LD_PRELOAD": true, "LD_LIBRARY_PATH": true, "LD_AUDIT": true,
+}
+
+func isReserved(name string) bool {
+	return reservedEnv[strings.ToUpper(name)] || strings.HasPrefix(strings.ToUpper(name), "SHIPLOG_")
+}
+
+// LoadConfig reads and validates the config file at path.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig validates data; name is used in error messages.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, name, fmt.Sprintf(format, args...))
+	}
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fail("%v", err)
+	}
+	cfg := &Config{MaxConcurrentRuns: 4, KeepRuns: 100}
+	if fc.MaxConcurrentRuns != nil {
+		if *fc.MaxConcurrentRuns < 1 {
+			return nil, fail("max_concurrent_runs: must be at least 1, got %d", *fc.MaxConcurrentRuns)
+		}
+		cfg.MaxConcurrentRuns = *fc.MaxConcurrentRuns
+	}
+	if fc.KeepRuns != nil {
+		if *fc.KeepRuns < 1 {
+			return nil, fail("keep_runs: must be at least 1, got %d", *fc.KeepRuns)
+		}
+		cfg.KeepRuns = *fc.KeepRuns
+	}
+	if fc.Jobs.Kind != yaml.MappingNode || len(fc.Jobs.Content) == 0 {
+		return nil, fail("jobs: at least one job is required")
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(fc.Jobs.Content); i += 2 {
+		jobName := fc.Jobs.Content[i].Value
+		jfail := func(field, format string, args ...any) error {
+			return fail("job %q: %s: %s", jobName, field, fmt.Sprintf(format, args...))
+		}
+		if !jobNameRE.MatchString(jobName) {
+			return nil, jfail("name", "must be lower case letters, digits, '.', '_' or '-' (at most 64)")
+		}
+		if seen[jobName] {
+			return nil, jfail("name", "defined twice")
+		}
+		seen[jobName] = true
+		node := fc.Jobs.Content[i+1]
+		if err := checkFields(node); err != nil {
+			return nil, jfail("definition", "%v", err)
+		}
+		var fj fileJob
+		if err := node.Decode(&fj); err != nil {
+			return nil, jfail("definition", "%v", err)
+		}
+		job, err := buildJob(jobName, fj, jfail)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Jobs = append(cfg.Jobs, job)
+	}
+	return cfg, nil
+}
+
+func buildJob(name string, fj fileJob, jfail func(field, format string, args ...any) error) (*Job, error) {
+	j := &Job{
+		Name: name, Description: strings.TrimSpace(fj.Description), Run: fj.Run,
+		Dir: fj.Dir, Env: fj.Env, Lock: fj.Lock, Confirm: fj.Confirm,
+	}
+	if strings.TrimSpace(j.Run) == "" {
+		return nil, jfail("run", "is required")
+	}
+	if j.Dir != "" {
+		if st, err := os.Stat(j.Dir); err != nil || !st.IsDir() {
+			return nil, jfail("dir", "%q is not a directory", j.Dir)
+		}
+	}
+	if fj.Timeout != "" {
+		d, err := time.ParseDuration(fj.Timeout)
+		if err != nil || d <= 0 {
+			return nil, jfail("timeout", "%q is not a positive duration like 90s or 10m", fj.Timeout)
+		}
+		j.Timeout = d
+	}
+	for k := range j.Env {
+		if !envNameRE.MatchString(k) {
+			return nil, jfail("env", "%q is not a valid variable name", k)
+		}
+		if isReserved(k) {
+			return nil, jfail("env", "%q is reserved", k)
+		}
+	}
+	names := map[string]bool{}
+	for i, p := range fj.Params {
+		field := fmt.Sprintf("params[%d]", i)
+		if !envNameRE.MatchString(p.Name) {
+			return nil, jfail(field+".name", "%q is not a valid variable name (letters, digits, _; not starting with a digit)", p.Name)
+		}
+		if isReserved(p.Name) {
+			return nil, jfail(field+".name", "%q is reserved", p.Name)
+		}
+		if names[p.Name] {
+			return nil, jfail(field+".name", "%q is defined twice", p.Name)
+		}
+		names[p.Name] = true
+		if p.Pattern != "" {
+			re, err := regexp.Compile(`^(?:` + p.Pattern + `)$`)
+			if err != nil {
+				return nil, jfail(field+".pattern", "%v", err)
+			}
+			p.re = re
+		}
+		if p.Default != "" {
+			if err := p.check(p.Default); err != nil {
+				return nil, jfail(field+".default", "%v", err)
+			}
+		}
+		j.Params = append(j.Params, p)
+	}
+	for _, m := range lockRefRE.FindAllStringSubmatch(j.Lock, -1) {
+		if !names[m[1]] {
+			return nil, jfail("lock", "refers to $%s, which is not a parameter of this job", m[1])
+		}
+	}
+	return j, nil
+}
+
+var jobFields = map[string]bool{
+	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
+	"lock": true, "confirm": true, "params": true,
+}
+
+// checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.
+func checkFields(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a job must be a mapping", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !jobFields[k.Value] {
+			return fmt.Errorf("line %d: unknown field %q", k.Line, k.Value)
+		}
+		if k.Value != "params" || v.Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, p := range v.Content {
+			for x := 0; p.Kind == yaml.MappingNode && x+1 < len(p.Content); x += 2 {
+				if pk := p.Content[x]; !paramFields[pk.Value] {
+					return fmt.Errorf("line %d: params[%d]: unknown field %q", pk.Line, j, pk.Value)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+var paramFields = map[string]bool{
+	"name": true, "description": true, "required": true, "default": true, "choices": true, "pattern": true,
+}

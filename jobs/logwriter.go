@@ -1,0 +1,200 @@
+package jobs
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// MaxLineBytes is the longest line written whole; a longer one is split into
+// pieces of this size, each marked so the split is never silent.
+const MaxLineBytes = 4 << 20
+
+// SplitMarker ends every piece of a line that was split for length.
+const SplitMarker = " \u23CE[shiplog: line longer than 4 MiB split here]"
+
+// minMaskLen is the shortest value ::add-mask:: accepts: masking one or two
+// characters would destroy the log and protect nothing.
+const minMaskLen = 3
+
+// logWriter turns a run's raw output into its log file: whole lines only,
+// masks applied, workflow commands recognised.
+type logWriter struct {
+	f       *os.File
+	pending []byte // start of a line whose newline has not arrived
+	out     []byte // reused output buffer
+	onCmd   func(Command, int64)
+	err     error
+	batch   int64 // lines in out, not yet committed
+
+	mu       sync.Mutex // guards the counters read by other goroutines
+	bytes    int64
+	lines    int64
+	replacer *strings.Replacer
+	masks    []string
+}
+
+func newLogWriter(f *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
+	w := &logWriter{f: f, onCmd: onCmd}
+	for _, s := range secrets {
+		w.addMask(s)
+	}
+	return w
+}
+
+// maskForms returns v and the encodings a naive script might print it in.
+func maskForms(v string) []string {
+	forms := []string{v,
+		base64.StdEncoding.EncodeToString([]byte(v)),
+		base64.RawStdEncoding.EncodeToString([]byte(v)),
+		base64.URLEncoding.EncodeToString([]byte(v)),
+		base64.RawURLEncoding.EncodeToString([]byte(v)),
+		url.QueryEscape(v), url.PathEscape(v),
+		hex.EncodeToString([]byte(v)),
+	}
+	return forms
+}
+
+func (w *logWriter) addMask(v string) {
+	// A multi-line secret is masked line by line, as it appears in the log.
+	for _, part := range strings.Split(v, "\n") {
+		part = strings.TrimSuffix(part, "\r")
+		if len(part) < minMaskLen {
+			continue
+		}
+		for _, f := range maskForms(part) {
+			if len(f) >= minMaskLen && !containsString(w.masks, f) {
+				w.masks = append(w.masks, f)
+			}
+		}
+	}
+	// Longest first, so a value containing another is masked whole.
+	sort.Slice(w.masks, func(i, j int) bool { return len(w.masks[i]) > len(w.masks[j]) })
+	pairs := make([]string, 0, 2*len(w.masks))
+	for _, m := range w.masks {
+		pairs = append(pairs, m, "***")
+	}
+	w.replacer = strings.NewReplacer(pairs...)
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Write consumes raw output. It never fails for the producer's sake: a write
+// error is kept (see Err) and later output is discarded so the job can be
+// stopped cleanly.
+func (w *logWriter) Write(p []byte) {
+	w.out = w.out[:0]
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.pending = append(w.pending, p...)
+			for len(w.pending) >= MaxLineBytes {
+				w.line(w.pending[:MaxLineBytes], true)
+				w.pending = append(w.pending[:0], w.pending[MaxLineBytes:]...)
+			}
+			break
+		}
+		if len(w.pending) > 0 {
+			w.pending = append(w.pending, p[:i]...)
+			for len(w.pending) > MaxLineBytes {
+				w.line(w.pending[:MaxLineBytes], true)
+				w.pending = append(w.pending[:0], w.pending[MaxLineBytes:]...)
+			}
+			w.line(w.pending, false)
+			w.pending = w.pending[:0]
+		} else {
+			l := p[:i]
+			for len(l) > MaxLineBytes {
+				w.line(l[:MaxLineBytes], true)
+				l = l[MaxLineBytes:]
+			}
+			w.line(l, false)
+		}
+		p = p[i+1:]
+	}
+	w.flush()
+}
+
+// Close writes a last line that had no newline.
+func (w *logWriter) Close() {
+	w.out = w.out[:0]
+	if len(w.pending) > 0 {
+		w.line(w.pending, false)
+		w.pending = nil
+	}
+	w.flush()
+}
+
+// line appends one processed line to the output buffer.
+func (w *logWriter) line(l []byte, split bool) {
+	if cmd, ok := ParseCommand(l); ok && cmd.Name == "add-mask" {
+		w.mu.Lock()
+		w.addMask(cmd.Value)
+		w.mu.Unlock()
+	}
+	start := len(w.out)
+	if w.replacer != nil && len(w.masks) > 0 {
+		w.out = append(w.out, w.replacer.Replace(string(l))...)
+	} else {
+		w.out = append(w.out, l...)
+	}
+	if split {
+		w.out = append(w.out, SplitMarker...)
+	}
+	w.out = append(w.out, '\n')
+	w.batch++
+	w.mu.Lock()
+	n := w.lines + w.batch
+	w.mu.Unlock()
+	if w.onCmd != nil {
+		if cmd, ok := ParseCommand(w.out[start : len(w.out)-1]); ok {
+			w.onCmd(cmd, n)
+		}
+	}
+}
+
+// flush writes the buffered whole lines with one write, so a reader of the
+// file sees them arrive together. On a short write the file is cut back to
+// its last whole line.
+func (w *logWriter) flush() {
+	batch := w.batch
+	w.batch = 0
+	if len(w.out) == 0 || w.err != nil {
+		return
+	}
+	n, err := w.f.Write(w.out)
+	if err != nil {
+		w.err = fmt.Errorf("write log: %w", err)
+		if n > 0 {
+			_ = w.f.Truncate(w.bytes) // best effort: keep the file to whole lines
+		}
+		return
+	}
+	w.mu.Lock()
+	w.bytes += int64(n)
+	w.lines += batch
+	w.mu.Unlock()
+}
+
+// Err returns the first write error.
+func (w *logWriter) Err() error { return w.err }
+
+// Counts returns the bytes and lines written so far.
+func (w *logWriter) Counts() (bytes, lines int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bytes, w.lines
+}

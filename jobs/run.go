@@ -1,0 +1,105 @@
+package jobs
+
+import (
+	"errors"
+	"time"
+)
+
+// State is where a run is in its life.
+type State string
+
+// The states of a run. Only Queued and Running are not final.
+const (
+	Queued      State = "queued"
+	Running     State = "running"
+	Succeeded   State = "succeeded"
+	Failed      State = "failed"
+	Canceled    State = "canceled"
+	TimedOut    State = "timed_out"
+	Interrupted State = "interrupted"
+)
+
+// States lists every state, in the order a run can reach them.
+var States = []State{Queued, Running, Succeeded, Failed, Canceled, TimedOut, Interrupted}
+
+// Finished reports whether the state is final.
+func (s State) Finished() bool { return s != Queued && s != Running }
+
+// Valid reports whether s is one of States.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	// ErrNotFound is returned for a run ID that does not exist.
+	ErrNotFound = errors.New("run not found")
+	// ErrFinished is returned when an action needs a run that has not finished.
+	ErrFinished = errors.New("run already finished")
+	// ErrShuttingDown is returned when the runner no longer takes runs.
+	ErrShuttingDown = errors.New("server is shutting down")
+)
+
+// Progress is the latest ::progress:: a run reported.
+type Progress struct {
+	Percent int    `json:"percent"`
+	Message string `json:"message"`
+}
+
+// Annotation is a ::notice::, ::warning:: or ::error:: a run printed.
+type Annotation struct {
+	Level   string `json:"level"` // notice, warning or error
+	Message string `json:"message"`
+	Title   string `json:"title,omitempty"`
+	Line    int64  `json:"line"` // 1-based line in the log
+}
+
+// Run is the record of one execution of a job.
+type Run struct {
+	ID          int64             `json:"id"`
+	Job         string            `json:"job"`
+	Params      map[string]string `json:"params"`
+	State       State             `json:"state"`
+	ExitCode    *int              `json:"exit_code"`
+	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
+	Progress    *Progress         `json:"progress"`
+	Annotations []Annotation      `json:"annotations"`
+	TriggeredBy string            `json:"triggered_by"`
+	RerunOf     int64             `json:"rerun_of,omitempty"`
+	QueuedAt    time.Time         `json:"queued_at"`
+	StartedAt   *time.Time        `json:"started_at"`
+	FinishedAt  *time.Time        `json:"finished_at"`
+	LogBytes    int64             `json:"-"`
+	LogLines    int64             `json:"-"`
+	PID         int               `json:"-"` // process group of a running run
+}
+
+// Duration is how long the run has been running, or ran.
+func (r *Run) Duration(now time.Time) time.Duration {
+	if r.StartedAt == nil {
+		return 0
+	}
+	end := now
+	if r.FinishedAt != nil {
+		end = *r.FinishedAt
+	}
+	return end.Sub(*r.StartedAt)
+}
+
+func (r *Run) clone() *Run {
+	c := *r
+	c.Params = make(map[string]string, len(r.Params))
+	for k, v := range r.Params {
+		c.Params[k] = v
+	}
+	c.Annotations = append([]Annotation(nil), r.Annotations...)
+	if r.Progress != nil {
+		p := *r.Progress
+		c.Progress = &p
+	}
+	return &c
+}

@@ -1,0 +1,703 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxAnnotations bounds what one run can store; a job that prints an error
+// per line should not bloat the database.
+const maxAnnotations = 200
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	LogDir string
+	Logger *slog.Logger
+	// KillGrace is how long a canceled or timed-out run has between SIGTERM
+	// and SIGKILL.
+	KillGrace time.Duration
+	// ShutdownGrace is how long running runs may go on finishing when the
+	// runner stops, before they are stopped and marked interrupted.
+	ShutdownGrace time.Duration
+	// OnLogClosed is called once a run's log file is complete, with its final
+	// size, after the run's final state is stored.
+	OnLogClosed func(id int64, size int64)
+	// OnFinish is called with each run that finished in this process.
+	OnFinish func(run *Run)
+	// Secrets are values masked in every log.
+	Secrets []string
+}
+
+// Runner executes runs in the background: a FIFO queue, a concurrency limit,
+// locks, cancel and timeout. It owns the live state of unfinished runs; the
+// Store holds the rest.
+type Runner struct {
+	cfg   *Config
+	store *Store
+	opts  RunnerOptions
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	queue   []*task         // queued, oldest first
+	active  map[int64]*task // queued or running
+	locks   map[string]int64
+	running int
+	closed  bool
+	watch   map[int64]chan struct{}
+	wake    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type task struct {
+	run       *Run // guarded by Runner.mu
+	job       *Job
+	lock      string
+	stop      chan struct{} // closed to stop the run
+	stopOnce  sync.Once
+	reason    State // why stop was closed
+	reasonMsg string
+	lw        *logWriter
+	persistMu sync.Mutex // orders store writes of this run
+	persisted time.Time
+}
+
+// NewRunner returns a runner for the jobs in cfg, recording runs in store.
+func NewRunner(cfg *Config, store *Store, opts RunnerOptions) *Runner {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.KillGrace == 0 {
+		opts.KillGrace = 5 * time.Second
+	}
+	return &Runner{
+		cfg: cfg, store: store, opts: opts, log: opts.Logger,
+		active: map[int64]*task{}, locks: map[string]int64{},
+		watch: map[int64]chan struct{}{}, wake: make(chan struct{}, 1),
+	}
+}
+
+// Config returns the job definitions the runner serves.
+func (r *Runner) Config() *Config { return r.cfg }
+
+// LogPath is where the log of run id lives. IDs are integers, so no request
+// can steer it elsewhere.
+func (r *Runner) LogPath(id int64) string {
+	return filepath.Join(r.opts.LogDir, strconv.FormatInt(id, 10)+".log")
+}
+
+// Recover settles runs a previous process left unfinished: running ones
+// become interrupted (any process they left is killed), queued ones are
+// queued again. Call it before Run.
+func (r *Runner) Recover(ctx context.Context) error {
+	runs, err := r.store.List(ctx, Filter{States: []State{Queued, Running}})
+	if err != nil {
+		return err
+	}
+	slices.Reverse(runs) // oldest first, to keep queue order
+	for _, run := range runs {
+		if run.State == Running {
+			if n := killLeftovers(run.ID, run.PID); n > 0 {
+				r.log.Warn("killed processes left by an interrupted run", "run_id", run.ID, "processes", n)
+			}
+			r.interrupt(ctx, run, "the server stopped while this run was running")
+			continue
+		}
+		job, err := r.cfg.Job(run.Job)
+		if err == nil {
+			_, err = job.ValidateParams(run.Params)
+		}
+		if err != nil {
+			r.interrupt(ctx, run, fmt.Sprintf("not started after a restart: %v", err))
+			continue
+		}
+		t := &task{run: run, job: job, lock: job.LockName(run.Params), stop: make(chan struct{})}
+		r.mu.Lock()
+		r.active[run.ID] = t
+		r.queue = append(r.queue, t)
+		r.mu.Unlock()
+	}
+	r.kick()
+	return nil
+}
+
+func (r *Runner) interrupt(ctx context.Context, run *Run, msg string) {
+	now := time.Now()
+	run.State, run.Error, run.FinishedAt, run.PID = Interrupted, msg, &now, 0
+	run.LogBytes, run.LogLines = countLog(r.LogPath(run.ID))
+	if err := r.store.Update(ctx, run); err != nil {
+		r.log.Error("mark run interrupted", "run_id", run.ID, "err", err)
+	}
+	if r.opts.OnLogClosed != nil {
+		r.opts.OnLogClosed(run.ID, run.LogBytes)
+	}
+}
+
+// countLog returns the size and line count of a log file.
+func countLog(path string) (size, lines int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.Read(buf)
+		size += int64(n)
+		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		if err != nil {
+			return size, lines
+		}
+	}
+}
+
+// Run dispatches queued runs until ctx ends, then lets running runs finish
+// for ShutdownGrace before stopping them.
+func (r *Runner) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			r.shutdown()
+			return nil
+		case <-r.wake:
+			r.dispatch()
+		}
+	}
+}
+
+func (r *Runner) shutdown() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	timer := time.NewTimer(r.opts.ShutdownGrace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	r.mu.Lock()
+	for _, t := range r.active {
+		if t.run.State == Running {
+			t.halt(Interrupted, "the server shut down while this run was running")
+		}
+	}
+	r.mu.Unlock()
+	<-done
+}
+
+func (r *Runner) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default: // a wake-up is already pending; it will see this change too
+	}
+}
+
+// dispatch starts every queued run that may start now, oldest first; a run
+// waiting for its lock does not hold back the runs behind it.
+func (r *Runner) dispatch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	for i := 0; i < len(r.queue) && r.running < r.cfg.MaxConcurrentRuns; {
+		t := r.queue[i]
+		if t.lock != "" {
+			if _, held := r.locks[t.lock]; held {
+				i++
+				continue
+			}
+			r.locks[t.lock] = t.run.ID
+		}
+		r.queue = slices.Delete(r.queue, i, i+1)
+		r.running++
+		r.wg.Add(1)
+		go r.execute(t)
+	}
+}
+
+// Trigger validates params and queues a run of the named job.
+func (r *Runner) Trigger(ctx context.Context, jobName string, params map[string]string, by string) (*Run, error) {
+	return r.trigger(ctx, jobName, params, by, 0)
+}
+
+// Rerun queues a new run with the job and params of run id.
+func (r *Runner) Rerun(ctx context.Context, id int64, by string) (*Run, error) {
+	old, err := r.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.trigger(ctx, old.Job, old.Params, by, old.ID)
+}
+
+func (r *Runner) trigger(ctx context.Context, jobName string, params map[string]string, by string, rerunOf int64) (*Run, error) {
+	job, err := r.cfg.Job(jobName)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := job.ValidateParams(params)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, ErrShuttingDown
+	}
+	run := &Run{Job: job.Name, Params: vals, State: Queued, TriggeredBy: by, RerunOf: rerunOf, QueuedAt: time.Now()}
+	if err := r.store.Insert(ctx, run); err != nil {
+		return nil, err
+	}
+	// Every run has a log file from the start, so readers never wait for one.
+	if f, err := os.OpenFile(r.LogPath(run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
+		f.Close()
+	}
+	t := &task{run: run, job: job, lock: job.LockName(vals), stop: make(chan struct{})}
+	r.mu.Lock()
+	r.active[run.ID] = t
+	r.queue = append(r.queue, t)
+	snap := run.clone()
+	r.mu.Unlock()
+	r.log.Info("run queued", "run_id", run.ID, "job", job.Name, "by", by)
+	r.kick()
+	return snap, nil
+}
+
+// Get returns a snapshot of run id.
+func (r *Runner) Get(ctx context.Context, id int64) (*Run, error) {
+	r.mu.Lock()
+	if t, ok := r.active[id]; ok {
+		snap := t.run.clone()
+		r.mu.Unlock()
+		return snap, nil
+	}
+	r.mu.Unlock()
+	return r.store.Get(ctx, id)
+}
+
+// List returns runs matching f, newest first, live ones as they are now.
+func (r *Runner) List(ctx context.Context, f Filter) ([]*Run, error) {
+	runs, err := r.store.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, run := range runs {
+		if t, ok := r.active[run.ID]; ok {
+			runs[i] = t.run.clone()
+		}
+	}
+	// A live run that has changed state since the query may no longer match.
+	return slices.DeleteFunc(runs, func(run *Run) bool {
+		return len(f.States) > 0 && !slices.Contains(f.States, run.State)
+	}), nil
+}
+
+// CountByState returns how many runs are in each state.
+func (r *Runner) CountByState(ctx context.Context) (map[State]int, error) {
+	return r.store.CountByState(ctx)
+}
+
+// QueueLength is the number of runs waiting to start.
+func (r *Runner) QueueLength() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+// Watch returns a channel closed at the next change of run id's state,
+// progress or annotations.
+func (r *Runner) Watch(id int64) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.watch[id]
+	if !ok {
+		ch = make(chan struct{})
+		r.watch[id] = ch
+	}
+	return ch
+}
+
+// notify wakes the watchers of t; r.mu must be held.
+func (r *Runner) notify(t *task) {
+	if t.lw != nil {
+		t.run.LogBytes, t.run.LogLines = t.lw.Counts()
+	}
+	if ch, ok := r.watch[t.run.ID]; ok {
+		close(ch)
+		delete(r.watch, t.run.ID)
+	}
+}
+
+// Cancel stops run id: a queued run never starts, a running one is
+// terminated with its whole process group.
+func (r *Runner) Cancel(ctx context.Context, id int64) error {
+	r.mu.Lock()
+	t, ok := r.active[id]
+	if !ok {
+		r.mu.Unlock()
+		run, err := r.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: #%d is %s", ErrFinished, run.ID, run.State)
+	}
+	if t.run.State == Queued {
+		r.queue = slices.DeleteFunc(r.queue, func(q *task) bool { return q == t })
+		now := time.Now()
+		t.run.State, t.run.FinishedAt = Canceled, &now
+		delete(r.active, id)
+		r.notify(t)
+		snap := t.run.clone()
+		r.mu.Unlock()
+		r.persist(t, snap)
+		if r.opts.OnLogClosed != nil {
+			r.opts.OnLogClosed(id, 0)
+		}
+		r.kick()
+		return nil
+	}
+	if t.run.State.Finished() {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, t.run.State)
+	}
+	t.halt(Canceled, "")
+	r.mu.Unlock()
+	return nil
+}
+
+func (t *task) halt(reason State, msg string) {
+	t.stopOnce.Do(func() {
+		t.reason, t.reasonMsg = reason, msg
+		close(t.stop)
+	})
+}
+
+// persist stores snap unless a newer snapshot of the run was stored already.
+func (r *Runner) persist(t *task, snap *Run) {
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	if err := r.store.Update(context.Background(), snap); err != nil {
+		r.log.Error("store run", "run_id", snap.ID, "err", err)
+	}
+	t.persisted = time.Now()
+}
+
+func (r *Runner) commandEnv(t *task) []string {
+	env := make([]string, 0, len(os.Environ())+len(t.job.Env)+len(t.run.Params)+2)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SHIPLOG_") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range t.job.Env {
+		env = append(env, k+"="+v)
+	}
+	for k, v := range t.run.Params {
+		env = append(env, k+"="+v)
+	}
+	return append(env,
+		"SHIPLOG_RUN_ID="+strconv.FormatInt(t.run.ID, 10),
+		"SHIPLOG_JOB="+t.job.Name,
+	)
+}
+
+// execute runs t to completion; it owns t's process and log file.
+func (r *Runner) execute(t *task) {
+	defer r.wg.Done()
+	log := r.log.With("run_id", t.run.ID, "job", t.job.Name)
+	state, exit, msg, size := r.start(t, log)
+
+	now := time.Now()
+	r.mu.Lock()
+	t.run.State, t.run.ExitCode, t.run.Error, t.run.FinishedAt, t.run.PID = state, exit, msg, &now, 0
+	if t.run.StartedAt == nil {
+		t.run.StartedAt = &now
+	}
+	if t.lw != nil {
+		t.run.LogBytes, t.run.LogLines = t.lw.Counts()
+	}
+	snap := t.run.clone()
+	r.mu.Unlock()
+	r.persist(t, snap)
+	log.Info("run finished", "state", state, "exit_code", exitValue(exit), "duration", snap.Duration(now).Round(time.Millisecond))
+	if r.opts.OnLogClosed != nil {
+		r.opts.OnLogClosed(t.run.ID, size)
+	}
+	if r.opts.OnFinish != nil {
+		r.opts.OnFinish(snap)
+	}
+	r.prune(t.job.Name)
+
+	// Watchers wake only once everything above is done, so what they read
+	// is final.
+	r.mu.Lock()
+	r.running--
+	if t.lock != "" {
+		delete(r.locks, t.lock)
+	}
+	delete(r.active, t.run.ID)
+	r.notify(t)
+	r.mu.Unlock()
+	r.kick()
+}
+
+func exitValue(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func (r *Runner) prune(job string) {
+	ids, err := r.store.Prune(context.Background(), job, r.cfg.KeepRuns)
+	if err != nil {
+		r.log.Error("prune runs", "job", job, "err", err)
+		return
+	}
+	for _, id := range ids {
+		if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Error("remove pruned log", "run_id", id, "err", err)
+		}
+	}
+}
+
+// start executes the command and returns how the run ended and the final
+// size of its log.
+func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
+	f, err := os.OpenFile(r.LogPath(t.run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return Failed, nil, fmt.Sprintf("open log: %v", err), 0
+	}
+	defer f.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return Failed, nil, fmt.Sprintf("create pipe: %v", err), 0
+	}
+	defer pr.Close()
+	cmd := exec.Command("/bin/sh", "-c", t.job.Run)
+	cmd.Dir = t.job.Dir
+	cmd.Env = r.commandEnv(t)
+	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: interleaved in order of arrival
+	// Its own process group, so cancel reaches every descendant; and killed
+	// if this process dies, so kill -9 of the server leaves no shell behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		return Failed, nil, fmt.Sprintf("start: %v", err), 0
+	}
+	pgid := cmd.Process.Pid
+
+	lw := newLogWriter(f, r.opts.Secrets, func(c Command, line int64) { r.onCommand(t, c, line) })
+	now := time.Now()
+	r.mu.Lock()
+	t.lw = lw
+	t.run.State, t.run.StartedAt, t.run.PID = Running, &now, pgid
+	r.notify(t)
+	snap := t.run.clone()
+	r.mu.Unlock()
+	r.persist(t, snap)
+	log.Info("run started", "pid", pgid)
+
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 64<<10)
+		failed := false
+		for {
+			n, err := pr.Read(buf)
+			if n > 0 {
+				lw.Write(buf[:n])
+				if lw.Err() != nil && !failed {
+					failed = true
+					t.halt(Failed, fmt.Sprintf("stopped: %v", lw.Err()))
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- cmd.Wait() }()
+
+	var timeout <-chan time.Time
+	if t.job.Timeout > 0 {
+		timer := time.NewTimer(t.job.Timeout)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	var (
+		reason    State
+		reasonMsg string
+		kill      <-chan time.Time
+		waitErr   error
+		stop      = t.stop
+	)
+	terminate := func() {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		kill = time.After(r.opts.KillGrace)
+	}
+wait:
+	for {
+		select {
+		case waitErr = <-waitDone:
+			break wait
+		case <-timeout:
+			timeout = nil
+			if reason == "" {
+				reason, reasonMsg = TimedOut, fmt.Sprintf("timed out after %s", t.job.Timeout)
+				log.Info("run timed out")
+				terminate()
+			}
+		case <-stop:
+			stop = nil
+			if reason == "" {
+				reason, reasonMsg = t.reason, t.reasonMsg
+				terminate()
+			}
+		case <-kill:
+			kill = nil
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}
+	// Whatever the shell left in its group (background jobs) goes with it,
+	// which also closes their ends of the pipe.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-readDone:
+	case <-time.After(2 * time.Second):
+		// A descendant that left the group still holds the pipe: stop reading.
+		_ = pr.SetReadDeadline(time.Now())
+		<-readDone
+	}
+	lw.Close()
+	if err := f.Sync(); err != nil && lw.Err() == nil {
+		log.Warn("sync log", "err", err)
+	}
+	size, _ := lw.Counts()
+
+	var exit *int
+	if cmd.ProcessState != nil {
+		code := cmd.ProcessState.ExitCode()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		exit = &code
+	}
+	switch {
+	case reason != "":
+		return reason, exit, reasonMsg, size
+	case lw.Err() != nil:
+		return Failed, exit, lw.Err().Error(), size
+	case waitErr != nil && !errors.As(waitErr, new(*exec.ExitError)):
+		return Failed, exit, waitErr.Error(), size
+	case exit != nil && *exit == 0:
+		return Succeeded, exit, "", size
+	default:
+		return Failed, exit, "", size
+	}
+}
+
+// onCommand applies a workflow command to the run's record.
+func (r *Runner) onCommand(t *task, c Command, line int64) {
+	r.mu.Lock()
+	switch c.Name {
+	case "progress":
+		p, ok := ParseProgress(c.Value)
+		if !ok {
+			r.mu.Unlock()
+			return
+		}
+		t.run.Progress = &p
+	case "notice", "warning", "error":
+		if len(t.run.Annotations) >= maxAnnotations {
+			r.mu.Unlock()
+			return
+		}
+		t.run.Annotations = append(t.run.Annotations, Annotation{Level: c.Name, Message: c.Value, Title: c.Props["title"], Line: line})
+	default:
+		r.mu.Unlock()
+		return
+	}
+	r.notify(t)
+	due := time.Since(t.persisted) > time.Second
+	snap := t.run.clone()
+	r.mu.Unlock()
+	// Progress is live in memory at once; the store gets it at most once a
+	// second, and for certain at the end.
+	if due {
+		r.persist(t, snap)
+	}
+}
+
+// killLeftovers SIGKILLs the processes of process group pgid that belong to
+// run id (checked through their environment, so a reused group ID is never
+// touched). It returns how many it killed.
+func killLeftovers(id int64, pgid int) int {
+	if pgid <= 0 {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	marker := []byte("SHIPLOG_RUN_ID=" + strconv.FormatInt(id, 10) + "\x00")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if processGroup(pid) != pgid {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, marker...)) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// processGroup reads a process's group from /proc/PID/stat; -1 if unknown.
+func processGroup(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return -1
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 3 {
+		return -1
+	}
+	g, err := strconv.Atoi(fields[2])
+	if err != nil {
+		return -1
+	}
+	return g
+}

@@ -1,0 +1,538 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const deadline = 15 * time.Second
+
+// testRunner starts a runner for the given YAML jobs, stopped at cleanup.
+func testRunner(t *testing.T, yaml string) (*Runner, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := ParseConfig("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRunner(cfg, store, RunnerOptions{
+		LogDir: logs, KillGrace: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; store.Close() })
+	return r, dir
+}
+
+// waitRun waits, on the runner's change notifications, until cond holds.
+func waitRun(t *testing.T, r *Runner, id int64, cond func(*Run) bool) *Run {
+	t.Helper()
+	timeout := time.After(deadline)
+	for {
+		ch := r.Watch(id)
+		run, err := r.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(run) {
+			return run
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("run #%d: condition not met; last %+v", id, run)
+		}
+	}
+}
+
+func finished(r *Run) bool { return r.State.Finished() }
+
+func trigger(t *testing.T, r *Runner, job string, params map[string]string) *Run {
+	t.Helper()
+	run, err := r.Trigger(context.Background(), job, params, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func readLog(t *testing.T, r *Runner, id int64) string {
+	t.Helper()
+	b, err := os.ReadFile(r.LogPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// processGone waits until pid no longer runs (gone or a zombie).
+func processGone(t *testing.T, pid int) {
+	t.Helper()
+	timeout := time.After(deadline)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		if i := bytes.LastIndexByte(data, ')'); i > 0 && len(data) > i+2 && data[i+2] == 'Z' {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-timeout:
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still running", pid)
+		}
+	}
+}
+
+func TestRunOutcomes(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  ok: {run: "echo hello; echo to stderr >&2"}
+  fail: {run: "echo bad; exit 3"}
+  partial: {run: "printf 'first\nno newline at end'"}
+  longline: {run: "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo after"}
+  utf8: {run: "printf 'bad \\377\\376 bytes\\n\\000nul\\n'"}
+  crlf: {run: "printf 'a\\r\\nprogress 10%%\\rprogress 100%%\\n'"}
+  killed: {run: "kill -9 $$"}
+`)
+	tests := []struct {
+		job      string
+		state    State
+		exit     int
+		wantLog  string
+		wantSize int64 // checked when wantLog is empty
+	}{
+		{"ok", Succeeded, 0, "hello\nto stderr\n", 0},
+		{"fail", Failed, 3, "bad\n", 0},
+		{"partial", Succeeded, 0, "first\nno newline at end\n", 0},
+		{"longline", Succeeded, 0, "", 1<<20 + 1 + 6},
+		{"utf8", Succeeded, 0, "bad \xff\xfe bytes\n\x00nul\n", 0},
+		{"crlf", Succeeded, 0, "a\r\nprogress 10%\rprogress 100%\n", 0},
+		{"killed", Failed, 137, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.job, func(t *testing.T) {
+			t.Parallel()
+			run := waitRun(t, r, trigger(t, r, tt.job, nil).ID, finished)
+			if run.State != tt.state || run.ExitCode == nil || *run.ExitCode != tt.exit {
+				t.Fatalf("state %s exit %v, want %s %d", run.State, exitValue(run.ExitCode), tt.state, tt.exit)
+			}
+			got := readLog(t, r, run.ID)
+			if tt.wantLog != "" && got != tt.wantLog {
+				t.Errorf("log = %q, want %q", got, tt.wantLog)
+			}
+			if tt.wantSize != 0 && int64(len(got)) != tt.wantSize {
+				t.Errorf("log size = %d, want %d", len(got), tt.wantSize)
+			}
+			if run.LogBytes != int64(len(got)) || run.LogLines != int64(strings.Count(got, "\n")) {
+				t.Errorf("recorded %d bytes %d lines; file has %d bytes %d lines", run.LogBytes, run.LogLines, len(got), strings.Count(got, "\n"))
+			}
+			if run.StartedAt == nil || run.FinishedAt == nil || run.FinishedAt.Before(*run.StartedAt) {
+				t.Errorf("timestamps %v %v", run.StartedAt, run.FinishedAt)
+			}
+		})
+	}
+}
+
+func TestLineLongerThanLimitIsSplitAndMarked(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  huge: {run: "head -c 10485760 /dev/zero | tr '\\0' y; echo"}
+`)
+	run := waitRun(t, r, trigger(t, r, "huge", nil).ID, finished)
+	if run.State != Succeeded {
+		t.Fatalf("state %s", run.State)
+	}
+	lines := strings.Split(strings.TrimSuffix(readLog(t, r, run.ID), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("10 MiB line became %d lines, want 3", len(lines))
+	}
+	total := 0
+	for i, l := range lines {
+		marked := strings.HasSuffix(l, SplitMarker)
+		if marked != (i < 2) {
+			t.Errorf("piece %d marked=%v", i, marked)
+		}
+		total += len(strings.TrimSuffix(l, SplitMarker))
+	}
+	if total != 10<<20 {
+		t.Errorf("kept %d bytes of 10 MiB", total)
+	}
+}
+
+func TestParamsReachCommandOnlyAsEnvironment(t *testing.T) {
+	r, dir := testRunner(t, `
+jobs:
+  echo:
+    run: 'printf "%s\n" "$NOTE"'
+    params: [{name: NOTE}]
+`)
+	marker := filepath.Join(dir, "pwned")
+	evil := fmt.Sprintf("$(touch %s); `touch %s`; touch %s && echo 'x' | sh", marker, marker, marker)
+	run := waitRun(t, r, trigger(t, r, "echo", map[string]string{"NOTE": evil}).ID, finished)
+	if run.State != Succeeded {
+		t.Fatalf("state %s", run.State)
+	}
+	if got := readLog(t, r, run.ID); got != evil+"\n" {
+		t.Errorf("log = %q, want the value verbatim", got)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a parameter value was executed")
+	}
+}
+
+func TestMaskingProgressAndAnnotations(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  j:
+    run: |
+      echo "::add-mask::hunter22"
+      echo "password is hunter22, again hunter22"
+      printf 'split hun'; sleep 0.1; echo 'ter22 across writes'
+      echo "::progress::40 Migrating database"
+      echo "::warning title=Slow::took long"
+      echo "::error::broke"
+      echo "::notice::fine"
+      echo "::progress::90 Almost"
+`)
+	run := waitRun(t, r, trigger(t, r, "j", nil).ID, finished)
+	log := readLog(t, r, run.ID)
+	if strings.Contains(log, "hunter22") {
+		t.Errorf("secret in log:\n%s", log)
+	}
+	for _, want := range []string{"::add-mask::***", "password is ***, again ***", "split *** across writes"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if run.Progress == nil || *run.Progress != (Progress{90, "Almost"}) {
+		t.Errorf("progress = %+v", run.Progress)
+	}
+	want := []Annotation{{"warning", "took long", "Slow", 5}, {"error", "broke", "", 6}, {"notice", "fine", "", 7}}
+	if fmt.Sprint(run.Annotations) != fmt.Sprint(want) {
+		t.Errorf("annotations = %+v, want %+v", run.Annotations, want)
+	}
+	// What the store holds matches what the runner reported.
+	stored, err := r.store.Get(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(stored.Annotations) != fmt.Sprint(want) || *stored.Progress != *run.Progress {
+		t.Errorf("stored %+v", stored)
+	}
+}
+
+// treeJob starts a grandchild that sleeps, reports its pid as progress, and
+// waits; ignoreTerm makes the shell ignore SIGTERM so only SIGKILL works.
+const treeJob = `
+    run: |
+      %s
+      sleep 300 &
+      echo "::progress::1 $!"
+      wait
+`
+
+func grandchild(t *testing.T, r *Runner, id int64) int {
+	t.Helper()
+	run := waitRun(t, r, id, func(r *Run) bool { return r.Progress != nil || r.State.Finished() })
+	if run.Progress == nil {
+		t.Fatalf("run finished early: %+v", run)
+	}
+	pid, err := strconv.Atoi(run.Progress.Message)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestCancelAndTimeoutKillTheProcessTree(t *testing.T) {
+	r, _ := testRunner(t, "jobs:\n  tree:"+fmt.Sprintf(treeJob, "")+
+		"  stubborn:"+fmt.Sprintf(treeJob, "trap '' TERM")+
+		"  slow:\n    timeout: 1s"+fmt.Sprintf(treeJob, ""))
+	tests := []struct {
+		job    string
+		cancel bool
+		want   State
+	}{
+		{"tree", true, Canceled},
+		{"stubborn", true, Canceled},
+		{"slow", false, TimedOut},
+	}
+	for _, tt := range tests {
+		t.Run(tt.job, func(t *testing.T) {
+			t.Parallel()
+			id := trigger(t, r, tt.job, nil).ID
+			pid := grandchild(t, r, id)
+			if tt.cancel {
+				if err := r.Cancel(context.Background(), id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run := waitRun(t, r, id, finished)
+			if run.State != tt.want {
+				t.Fatalf("state %s, want %s", run.State, tt.want)
+			}
+			processGone(t, pid)
+			if err := r.Cancel(context.Background(), id); err == nil {
+				t.Error("cancel of a finished run succeeded")
+			}
+		})
+	}
+}
+
+func TestCancelQueued(t *testing.T) {
+	r, _ := testRunner(t, "max_concurrent_runs: 1\njobs:\n  tree:"+fmt.Sprintf(treeJob, ""))
+	first := trigger(t, r, "tree", nil).ID
+	grandchild(t, r, first)
+	second := trigger(t, r, "tree", nil).ID
+	if err := r.Cancel(context.Background(), second); err != nil {
+		t.Fatal(err)
+	}
+	if run := waitRun(t, r, second, finished); run.State != Canceled || run.StartedAt != nil {
+		t.Errorf("queued run after cancel: %+v", run)
+	}
+	if err := r.Cancel(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(t, r, first, finished)
+}
+
+// gateJob blocks until the test creates its release file.
+const gateJob = `
+    run: |
+      echo "::progress::1 started"
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
+`
+
+func release(t *testing.T, dir string, id int64) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "release-"+strconv.FormatInt(id, 10)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func started(r *Run) bool { return r.Progress != nil }
+
+func TestLocks(t *testing.T) {
+	dir := t.TempDir()
+	r, _ := testRunner(t, fmt.Sprintf(`
+jobs:
+  deploy:
+    lock: deploy-$ENV
+    env: {GATE: %[1]s}
+    params: [{name: ENV, required: true}]
+%[2]s
+  other:
+    env: {GATE: %[1]s}
+%[2]s
+`, dir, gateJob))
+	a := trigger(t, r, "deploy", map[string]string{"ENV": "prod"}).ID
+	waitRun(t, r, a, started)
+	b := trigger(t, r, "deploy", map[string]string{"ENV": "prod"}).ID
+	// Runs behind a held lock do not hold back others: a different target and
+	// another job both start while b waits.
+	c := trigger(t, r, "deploy", map[string]string{"ENV": "staging"}).ID
+	d := trigger(t, r, "other", nil).ID
+	waitRun(t, r, c, started)
+	waitRun(t, r, d, started)
+	if run, _ := r.Get(context.Background(), b); run.State != Queued {
+		t.Fatalf("second prod deploy is %s while the first holds the lock", run.State)
+	}
+	release(t, dir, a)
+	ra := waitRun(t, r, a, finished)
+	rb := waitRun(t, r, b, started)
+	if rb.StartedAt.Before(*ra.FinishedAt) {
+		t.Errorf("b started %v before a finished %v", rb.StartedAt, ra.FinishedAt)
+	}
+	for _, id := range []int64{b, c, d} {
+		release(t, dir, id)
+		if run := waitRun(t, r, id, finished); run.State != Succeeded {
+			t.Errorf("#%d %s", id, run.State)
+		}
+	}
+}
+
+func TestQueueOrderAndConcurrencyLimit(t *testing.T) {
+	dir := t.TempDir()
+	r, _ := testRunner(t, fmt.Sprintf(`
+max_concurrent_runs: 2
+jobs:
+  j:
+    env: {OUT: %s}
+    run: |
+      n=$(ls "$OUT" | wc -l)
+      echo "$SHIPLOG_RUN_ID" > "$OUT/$SHIPLOG_RUN_ID"
+      echo "running alongside $n"
+      echo "$SHIPLOG_RUN_ID" >> "$OUT.order"
+      rm "$OUT/$SHIPLOG_RUN_ID"
+`, dir))
+	var ids []int64
+	for range 8 {
+		ids = append(ids, trigger(t, r, "j", nil).ID)
+	}
+	var starts []time.Time
+	for _, id := range ids {
+		run := waitRun(t, r, id, finished)
+		if run.State != Succeeded {
+			t.Fatalf("#%d %s", id, run.State)
+		}
+		starts = append(starts, *run.StartedAt)
+	}
+	for i := 1; i < len(starts); i++ {
+		if starts[i].Before(starts[i-1]) {
+			t.Errorf("run %d started before run %d", ids[i], ids[i-1])
+		}
+	}
+	// At most two at once: count overlapping [start, finish] intervals.
+	runs, _ := r.List(context.Background(), Filter{Job: "j"})
+	for _, a := range runs {
+		overlap := 0
+		for _, b := range runs {
+			if a != b && !b.StartedAt.After(*a.StartedAt) && b.FinishedAt.After(*a.StartedAt) {
+				overlap++
+			}
+		}
+		if overlap > 1 {
+			t.Errorf("#%d started while %d others ran", a.ID, overlap)
+		}
+	}
+}
+
+func TestRetentionPrunesRunsAndLogs(t *testing.T) {
+	r, _ := testRunner(t, "keep_runs: 2\nmax_concurrent_runs: 1\njobs:\n  j: {run: echo hi}\n")
+	var ids []int64
+	for range 4 {
+		id := trigger(t, r, "j", nil).ID
+		waitRun(t, r, id, finished)
+		ids = append(ids, id)
+	}
+	runs, err := r.List(context.Background(), Filter{Job: "j"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].ID != ids[3] || runs[1].ID != ids[2] {
+		t.Fatalf("kept %v", runs)
+	}
+	if _, err := os.Stat(r.LogPath(ids[0])); !os.IsNotExist(err) {
+		t.Errorf("log of pruned run remains: %v", err)
+	}
+}
+
+// TestMain lets a test re-execute this binary as a server that is then
+// killed with SIGKILL.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("SHIPLOG_TEST_HELPER_DIR"); dir != "" {
+		helperServer(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func helperServer(dir string) {
+	cfg, err := ParseConfig("helper.yaml", []byte("jobs:\n  tree:\n    run: |\n      echo before kill\n      sleep 300 &\n      echo \"::progress::1 $!\"\n      wait\n"))
+	if err != nil {
+		panic(err)
+	}
+	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	if err != nil {
+		panic(err)
+	}
+	r := NewRunner(cfg, store, RunnerOptions{LogDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	go r.Run(context.Background())
+	run, err := r.Trigger(context.Background(), "tree", nil, "helper")
+	if err != nil {
+		panic(err)
+	}
+	for {
+		ch := r.Watch(run.ID)
+		cur, _ := r.Get(context.Background(), run.ID)
+		if cur.Progress != nil {
+			fmt.Printf("%d %s\n", run.ID, cur.Progress.Message)
+			break
+		}
+		<-ch
+	}
+	select {} // until killed
+}
+
+func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_HELPER_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	var pid int
+	if _, err := fmt.Sscan(line, &id, &pid); err != nil {
+		t.Fatalf("helper said %q: %v", line, err)
+	}
+	once.Do(func() {
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+	})
+
+	cfg, _ := ParseConfig("helper.yaml", []byte("jobs:\n  tree: {run: 'true'}\n"))
+	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	r := NewRunner(cfg, store, RunnerOptions{LogDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := r.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	processGone(t, pid)
+	run, err := r.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.State != Interrupted || run.FinishedAt == nil || run.Error == "" {
+		t.Errorf("after restart: %+v", run)
+	}
+	if got := readLog(t, r, id); got != "before kill\n::progress::1 "+strconv.Itoa(pid)+"\n" {
+		t.Errorf("log = %q", got)
+	}
+	if run.LogLines != 2 {
+		t.Errorf("log lines = %d", run.LogLines)
+	}
+}

@@ -1,0 +1,265 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+// Store keeps run records durably in SQLite.
+type Store struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS runs (
+	id               INTEGER PRIMARY KEY AUTOINCREMENT,
+	job              TEXT    NOT NULL,
+	params           TEXT    NOT NULL,
+	state            TEXT    NOT NULL,
+	exit_code        INTEGER,
+	error            TEXT    NOT NULL DEFAULT '',
+	progress_percent INTEGER,
+	progress_message TEXT    NOT NULL DEFAULT '',
+	annotations      TEXT    NOT NULL DEFAULT '[]',
+	triggered_by     TEXT    NOT NULL DEFAULT '',
+	rerun_of         INTEGER NOT NULL DEFAULT 0,
+	queued_at        INTEGER NOT NULL,
+	started_at       INTEGER,
+	finished_at      INTEGER,
+	log_bytes        INTEGER NOT NULL DEFAULT 0,
+	log_lines        INTEGER NOT NULL DEFAULT 0,
+	pid              INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+`
+
+// OpenStore opens (creating if needed) the database at path.
+func OpenStore(path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create schema in %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid`
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func nullMS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// Insert records a new run and sets its ID.
+func (s *Store) Insert(ctx context.Context, r *Run) error {
+	params, err := json.Marshal(r.Params)
+	if err != nil {
+		return fmt.Errorf("encode params: %w", err)
+	}
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO runs (job, params, state, triggered_by, rerun_of, queued_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		r.Job, string(params), r.State, r.TriggeredBy, r.RerunOf, ms(r.QueuedAt))
+	if err != nil {
+		return fmt.Errorf("insert run: %w", err)
+	}
+	r.ID, err = res.LastInsertId()
+	return err
+}
+
+// Update writes every mutable field of r.
+func (s *Store) Update(ctx context.Context, r *Run) error {
+	ann, err := json.Marshal(r.Annotations)
+	if err != nil {
+		return fmt.Errorf("encode annotations: %w", err)
+	}
+	var pct any
+	msg := ""
+	if r.Progress != nil {
+		pct, msg = r.Progress.Percent, r.Progress.Message
+	}
+	var exit any
+	if r.ExitCode != nil {
+		exit = *r.ExitCode
+	}
+	_, err = s.db.ExecContext(ctx, `UPDATE runs SET state=?, exit_code=?, error=?, progress_percent=?, progress_message=?,
+		annotations=?, started_at=?, finished_at=?, log_bytes=?, log_lines=?, pid=? WHERE id=?`,
+		r.State, exit, r.Error, pct, msg, string(ann), nullMS(r.StartedAt), nullMS(r.FinishedAt),
+		r.LogBytes, r.LogLines, r.PID, r.ID)
+	if err != nil {
+		return fmt.Errorf("update run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRun(sc scanner) (*Run, error) {
+	var (
+		r                 Run
+		params, ann       string
+		exit, pct         sql.NullInt64
+		msg               string
+		queued            int64
+		started, finished sql.NullInt64
+	)
+	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
+		return nil, fmt.Errorf("decode params of run %d: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(ann), &r.Annotations); err != nil {
+		return nil, fmt.Errorf("decode annotations of run %d: %w", r.ID, err)
+	}
+	if exit.Valid {
+		v := int(exit.Int64)
+		r.ExitCode = &v
+	}
+	if pct.Valid {
+		r.Progress = &Progress{Percent: int(pct.Int64), Message: msg}
+	}
+	r.QueuedAt = time.UnixMilli(queued)
+	if started.Valid {
+		t := time.UnixMilli(started.Int64)
+		r.StartedAt = &t
+	}
+	if finished.Valid {
+		t := time.UnixMilli(finished.Int64)
+		r.FinishedAt = &t
+	}
+	return &r, nil
+}
+
+// Get returns the run with the given ID.
+func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: #%d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// Filter selects runs for List.
+type Filter struct {
+	Job    string
+	States []State
+	Before int64 // only runs with a smaller ID; 0 for no bound
+	Limit  int
+}
+
+// List returns runs matching f, newest first.
+func (s *Store) List(ctx context.Context, f Filter) ([]*Run, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.Job != "" {
+		where = append(where, "job = ?")
+		args = append(args, f.Job)
+	}
+	if len(f.States) > 0 {
+		where = append(where, "state IN (?"+strings.Repeat(",?", len(f.States)-1)+")")
+		for _, st := range f.States {
+			args = append(args, string(st))
+		}
+	}
+	if f.Before > 0 {
+		where = append(where, "id < ?")
+		args = append(args, f.Before)
+	}
+	q := `SELECT ` + runColumns + ` FROM runs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Prune deletes the finished runs of job beyond the newest keep, returning
+// their IDs so their logs can go too.
+func (s *Store) Prune(ctx context.Context, job string, keep int) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM runs WHERE job = ? AND state NOT IN ('queued','running')
+		ORDER BY id DESC LIMIT -1 OFFSET ?`, job, keep)
+	if err != nil {
+		return nil, fmt.Errorf("prune %s: %w", job, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("prune %s: %w", job, err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("prune %s: %w", job, err)
+	}
+	for _, id := range ids {
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, id); err != nil {
+			return nil, fmt.Errorf("prune run %d: %w", id, err)
+		}
+	}
+	return ids, nil
+}
+
+// CountByState returns how many runs are in each state.
+func (s *Store) CountByState(ctx context.Context) (map[State]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM runs GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count runs: %w", err)
+	}
+	defer rows.Close()
+	out := map[State]int{}
+	for rows.Next() {
+		var st State
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count runs: %w", err)
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}

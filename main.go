@@ -1,0 +1,79 @@
+// Command shiplog is a deployment log streaming dashboard: it runs jobs from a
+// config file, streams their logs live to the browser, and answers scripts
+// polling for status. The same binary is the CLI for its HTTP API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "shiplog:", ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "shiplog:", err)
+		os.Exit(exitCLIError)
+	}
+}
+
+// run is the whole program, so tests can start it like main does.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		cfg, err := parseServeFlags(args, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stderr)
+	case "run":
+		return cliRun(ctx, args, stdout, stderr)
+	case "status":
+		return cliStatus(ctx, args, stdout, stderr)
+	case "logs":
+		return cliLogs(ctx, args, stdout, stderr)
+	case "jobs":
+		return cliJobs(ctx, args, stdout, stderr)
+	case "cancel":
+		return cliCancel(ctx, args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("unknown command %q\n\n%s", cmd, usage)}
+	}
+}
+
+const usage = `shiplog: deploy jobs, watch their logs live, poll their status.
+
+Server:
+  shiplog [serve] [--addr 127.0.0.1:8080] [--config shiplog.yaml] [--data ./shiplog-data]
+
+Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
+  shiplog run JOB [-p KEY=VALUE]... [--follow]   trigger a run; --follow streams its log and exits with its outcome
+  shiplog status RUN [--wait] [--json]           state and progress; --wait blocks until the run finishes
+  shiplog logs RUN [-f]                          print the log; -f follows it
+  shiplog jobs                                   list jobs and their last run
+  shiplog cancel RUN                             cancel a queued or running run
+
+Exit codes: 0 succeeded; the job's exit code when it failed; 64 usage;
+65 invalid params or unknown job; 69 server unreachable; 70 other CLI error;
+75 interrupted; 124 timed out; 130 canceled.
+`

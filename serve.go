@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/streams"
+)
+
+// Config is everything the server takes from flags and the environment.
+type Config struct {
+	Addr          string
+	ConfigPath    string
+	configSet     bool
+	DataDir       string
+	LogLevel      slog.Level
+	ShutdownGrace time.Duration
+	// Listener, when set, is used instead of listening on Addr (tests).
+	Listener net.Listener
+	// Ready, when set, receives the server's base URL once it serves.
+	Ready chan<- string
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("shiplog serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	var level string
+	fs.StringVar(&cfg.Addr, "addr", envOr("SHIPLOG_ADDR", "127.0.0.1:8080"), "address to listen on (env SHIPLOG_ADDR)")
+	fs.StringVar(&cfg.ConfigPath, "config", envOr("SHIPLOG_CONFIG", "shiplog.yaml"), "job config file; the built-in demo jobs are served if the default is absent (env SHIPLOG_CONFIG)")
+	fs.StringVar(&cfg.DataDir, "data", envOr("SHIPLOG_DATA", "shiplog-data"), "directory for the run database and logs (env SHIPLOG_DATA)")
+	fs.StringVar(&level, "log-level", envOr("SHIPLOG_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long running runs may finish before they are stopped")
+	if err := fs.Parse(args); err != nil {
+		return cfg, &exitError{code: exitUsage}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			cfg.configSet = true
+		}
+	})
+	if os.Getenv("SHIPLOG_CONFIG") != "" {
+		cfg.configSet = true
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("--log-level: %v", err)}
+	}
+	return cfg, nil
+}
+
+// loadJobs reads the config file, or the demo when the default file is absent.
+func loadJobs(cfg Config, log *slog.Logger) (*jobs.Config, error) {
+	if _, err := os.Stat(cfg.ConfigPath); errors.Is(err, os.ErrNotExist) && !cfg.configSet {
+		log.Info("no config file: serving the built-in demo jobs", "looked_for", cfg.ConfigPath)
+		return jobs.ParseConfig("built-in demo config", jobs.DemoConfig)
+	}
+	return jobs.LoadConfig(cfg.ConfigPath)
+}
+
+// serve runs the dashboard until ctx ends.
+func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	jobCfg, err := loadJobs(cfg, log)
+	if err != nil {
+		return err
+	}
+	logDir := filepath.Join(cfg.DataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := jobs.OpenStore(filepath.Join(cfg.DataDir, "shiplog.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	hub := streams.NewHub(log)
+	durations := newDurations()
+	runner := jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
+		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
+		OnLogClosed: func(id, size int64) { hub.Finish(streams.Key(id), size) },
+		OnFinish:    func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
+	})
+	if err := runner.Recover(ctx); err != nil {
+		return err
+	}
+
+	ln := cfg.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	srv := newServer(runner, hub, log)
+	srv.durations = durations
+	httpSrv := &http.Server{
+		Handler:           srv.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	base := "http://" + ln.Addr().String()
+	log.Info("shiplog is serving", "url", base, "jobs", len(jobCfg.Jobs), "data", cfg.DataDir)
+	if cfg.Ready != nil {
+		cfg.Ready <- base
+	}
+
+	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(runCtx) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		// Running runs get their grace period first, then streams end.
+		stopRunner()
+		hub.Close()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace+5*time.Second)
+		defer cancel()
+		return httpSrv.Shutdown(shutdownCtx)
+	})
+	return g.Wait()
+}

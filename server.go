@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/streams"
+)
+
+// server holds what the handlers need; it has no logic of its own.
+type server struct {
+	runner *jobs.Runner
+	hub    *streams.Hub
+	log    *slog.Logger
+
+	activeStreams atomic.Int64
+	linesStreamed atomic.Int64
+	durations     *durations
+}
+
+func newServer(runner *jobs.Runner, hub *streams.Hub, log *slog.Logger) *server {
+	return &server{runner: runner, hub: hub, log: log, durations: newDurations()}
+}
+
+// routes is the one route table.
+func (s *server) routes() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover())
+
+	e.GET("/healthz", s.getHealth)
+	e.GET("/metrics", s.getMetrics)
+
+	api := e.Group("/api", middleware.BodyLimit("64K"))
+	api.GET("/jobs", s.listJobs)
+	api.POST("/jobs/:job/runs", s.createRun)
+	api.GET("/runs", s.listRuns)
+	api.GET("/runs/:id", s.getRun)
+	api.POST("/runs/:id/cancel", s.cancelRun)
+	api.POST("/runs/:id/rerun", s.rerunRun)
+	api.GET("/runs/:id/events", s.streamRunEvents)
+	api.GET("/runs/:id/log", s.getRunLog)
+	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })
+
+	s.pageRoutes(e)
+	return e
+}
+
+// apiError is an error with the status and field the client is told.
+type apiError struct {
+	status int
+	msg    string
+	field  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(field, format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, field: field, msg: fmtMsg(format, args...)}
+}
+
+// errorStatus maps an error to what the client is told, in one place.
+func errorStatus(err error) (status int, msg, field string) {
+	var ae *apiError
+	var pe *jobs.ParamError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.msg, ae.field
+	case errors.As(err, &pe):
+		return http.StatusBadRequest, pe.Error(), pe.Field
+	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrNotFound):
+		return http.StatusNotFound, err.Error(), ""
+	case errors.Is(err, jobs.ErrFinished):
+		return http.StatusConflict, err.Error(), ""
+	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, streams.ErrClosed):
+		return http.StatusServiceUnavailable, err.Error(), ""
+	case errors.As(err, &he):
+		return he.Code, strings.ToLower(http.StatusText(he.Code)[:1]) + http.StatusText(he.Code)[1:], ""
+	default:
+		return http.StatusInternalServerError, "internal error", ""
+	}
+}
+
+func (s *server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg, field := errorStatus(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "5")
+	}
+	if !strings.HasPrefix(c.Request().URL.Path, "/api/") && wantsHTML(c.Request()) {
+		_ = s.renderErrorPage(c, status, msg)
+		return
+	}
+	body := map[string]string{"error": msg}
+	if field != "" {
+		body["field"] = field
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, body)
+}
+
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// runID parses the :id path parameter: a positive integer.
+func runID(c echo.Context) (int64, error) {
+	raw := c.Param("id")
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest("id", "invalid run id %q: want a positive integer", truncate(raw, 40))
+	}
+	return id, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (s *server) getHealth(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}

@@ -1,0 +1,192 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// readChunk is how much backlog one file read takes.
+const readChunk = 256 << 10
+
+// Cursor is one viewer's position in a log. It reads what lies behind the
+// live edge from the file, then takes the follower's batches; both are
+// trimmed to its offset, so every line is delivered exactly once.
+type Cursor struct {
+	hub       *Hub
+	key, path string
+	next      int64 // offset of the next line to deliver
+	final     int64 // >= 0 once the log is known complete at this size
+	sub       *subscription
+	live      int64 // the subscription's live edge
+	pending   *Batch
+	file      *os.File
+	buf       []byte
+}
+
+// NewCursor returns a cursor at offset from (a line start) in the log of key
+// at path. final is the log's size if the run has finished, else -1.
+func (h *Hub) NewCursor(key, path string, from, final int64) *Cursor {
+	return &Cursor{hub: h, key: key, path: path, next: from, final: final}
+}
+
+// Offset is where the next batch will start.
+func (c *Cursor) Offset() int64 { return c.next }
+
+// Close releases the cursor's subscription and file.
+func (c *Cursor) Close() {
+	if c.sub != nil {
+		c.hub.unsubscribe(c.sub)
+		c.sub = nil
+	}
+	c.closeFile()
+}
+
+func (c *Cursor) closeFile() {
+	if c.file != nil {
+		c.file.Close()
+		c.file = nil
+	}
+	c.buf = nil
+}
+
+// Next blocks until lines are available and returns them; io.EOF once the
+// finished log has been delivered to its end.
+func (c *Cursor) Next(ctx context.Context) (*Batch, error) {
+	for {
+		b, err := c.Poll()
+		if b != nil || err != nil {
+			return b, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case b, ok := <-c.Wait():
+			c.Accept(b, ok)
+		}
+	}
+}
+
+// Poll returns lines available now, nil if there are none yet (then wait on
+// Wait and pass what it yields to Accept), or io.EOF at the end.
+func (c *Cursor) Poll() (*Batch, error) {
+	for {
+		if b := c.pending; b != nil {
+			c.pending = nil
+			c.next = b.End
+			return b, nil
+		}
+		if c.final < 0 && c.sub == nil {
+			sub, final, err := c.hub.subscribe(c.key, c.path)
+			if err != nil {
+				return nil, err
+			}
+			c.sub, c.final = sub, final
+			if sub != nil {
+				c.live = sub.start
+			}
+		}
+		limit := c.final
+		if c.sub != nil {
+			limit = c.live
+		}
+		if c.next < limit {
+			return c.readFile(limit)
+		}
+		c.closeFile() // caught up: live batches need no file
+		if c.sub == nil {
+			return nil, io.EOF
+		}
+		select {
+		case b, ok := <-c.sub.c:
+			c.Accept(b, ok)
+		default:
+			return nil, nil
+		}
+	}
+}
+
+// Wait is the channel to wait on after Poll returned no lines.
+func (c *Cursor) Wait() <-chan *Batch {
+	if c.sub == nil {
+		return nil
+	}
+	return c.sub.c
+}
+
+// Accept takes a receive from Wait.
+func (c *Cursor) Accept(b *Batch, ok bool) {
+	if !ok {
+		// Ended: either the log is complete, or this viewer was cut off
+		// (too slow, or the follower restarted) and resumes from the file.
+		if c.sub.final >= 0 {
+			c.final = c.sub.final
+		}
+		c.hub.unsubscribe(c.sub)
+		c.sub = nil
+		return
+	}
+	c.live = b.End
+	c.pending = b.from(c.next)
+}
+
+// from returns the part of b at or after offset, nil if none.
+func (b *Batch) from(offset int64) *Batch {
+	if b.End <= offset {
+		return nil
+	}
+	if b.Start >= offset {
+		return b
+	}
+	pos := b.Start
+	for i, l := range b.Lines {
+		pos += int64(len(l)) + 1
+		if pos == offset {
+			return &Batch{Start: offset, End: b.End, Lines: b.Lines[i+1:]}
+		}
+	}
+	return nil // offset is not a line start in b; cannot happen for offsets we issued
+}
+
+// readFile reads whole lines from next up to limit.
+func (c *Cursor) readFile(limit int64) (*Batch, error) {
+	if c.file == nil {
+		f, err := os.Open(c.path)
+		if err != nil {
+			return nil, fmt.Errorf("open log: %w", err)
+		}
+		c.file = f
+	}
+	want := min(limit-c.next, readChunk)
+	for {
+		if int64(cap(c.buf)) < want {
+			c.buf = make([]byte, want)
+		}
+		buf := c.buf[:want]
+		n, err := c.file.ReadAt(buf, c.next)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		buf = buf[:n]
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			buf = buf[:i+1]
+			b := &Batch{Start: c.next, End: c.next + int64(len(buf))}
+			// The lines are handed on, so they get memory of their own.
+			data := bytes.Clone(buf)
+			for len(data) > 0 {
+				j := bytes.IndexByte(data, '\n')
+				b.Lines = append(b.Lines, data[:j:j])
+				data = data[j+1:]
+			}
+			c.next = b.End
+			return b, nil
+		}
+		if int64(n) < want || c.next+want >= limit {
+			return nil, fmt.Errorf("read log: no line end between %d and %d", c.next, limit)
+		}
+		want = min(limit-c.next, want*2) // one line longer than the chunk
+	}
+}

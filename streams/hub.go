@@ -1,0 +1,367 @@
+// Package streams carries a run's log file to every viewer: one tail
+// follower per live file, shared by all its viewers, a cursor per viewer that
+// reads the backlog from the file and then takes live batches, and the SSE
+// and long-poll cores built on them. Offsets into the file are the only
+// bookkeeping, so nothing is lost or repeated across reconnects.
+package streams
+
+import (
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/nxadm/tail"
+)
+
+// ErrClosed is returned once the hub has shut down.
+var ErrClosed = errors.New("streams: hub closed")
+
+// Batch is a run of whole lines that lie at [Start, End) in the log file.
+type Batch struct {
+	Start, End int64
+	Lines      [][]byte // without their newlines
+}
+
+// subBuffer is how many batches wait for one subscriber. When it is full the
+// subscriber is cut off (its channel closed) and its cursor catches up from
+// the file, so a slow viewer never holds up the follower or other viewers.
+const subBuffer = 64
+
+// Batch limits keep one event, and memory held for slow viewers, bounded.
+const (
+	maxBatchLines = 2048
+	maxBatchBytes = 256 << 10
+)
+
+// maxEnded bounds how many finished logs the hub remembers.
+const maxEnded = 4096
+
+// Key names a run's stream.
+func Key(id int64) string { return strconv.FormatInt(id, 10) }
+
+// Hub owns the followers of live log files.
+type Hub struct {
+	log *slog.Logger
+
+	mu        sync.Mutex
+	followers map[string]*follower
+	ended     map[string]int64 // final sizes of logs that are complete
+	endedFIFO []string
+	closed    bool
+	wg        sync.WaitGroup
+}
+
+// NewHub returns an empty hub.
+func NewHub(log *slog.Logger) *Hub {
+	return &Hub{log: log, followers: map[string]*follower{}, ended: map[string]int64{}}
+}
+
+// Followers is the number of live followers (one per log being watched).
+func (h *Hub) Followers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.followers)
+}
+
+// Finish records that the log of key is complete at size bytes. Its follower
+// delivers up to there, ends its subscriptions and stops.
+func (h *Hub) Finish(key string, size int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.ended[key]; !ok {
+		h.ended[key] = size
+		h.endedFIFO = append(h.endedFIFO, key)
+		if len(h.endedFIFO) > maxEnded {
+			delete(h.ended, h.endedFIFO[0])
+			h.endedFIFO = h.endedFIFO[1:]
+		}
+	}
+	if f, ok := h.followers[key]; ok {
+		f.finish(size)
+	}
+}
+
+// Close stops every follower; their subscribers see ErrClosed.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	for _, f := range h.followers {
+		f.halt()
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// subscription is one viewer's place at a follower.
+type subscription struct {
+	c     chan *Batch
+	start int64 // live batches continue from here
+	f     *follower
+	// Set before c is closed.
+	final  int64 // >= 0: the log is complete at this size
+	closed bool  // the hub shut down
+}
+
+// subscribe attaches to the follower of key, starting it if needed. When the
+// log is already known to be complete it returns its final size instead.
+func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, -1, ErrClosed
+	}
+	if size, ok := h.ended[key]; ok {
+		return nil, size, nil
+	}
+	f, ok := h.followers[key]
+	if !ok {
+		var err error
+		f, err = h.startFollower(key, path)
+		if err != nil {
+			return nil, -1, err
+		}
+		h.followers[key] = f
+	}
+	s := &subscription{c: make(chan *Batch, subBuffer), f: f, final: -1}
+	f.mu.Lock()
+	s.start = f.committed
+	f.subs[s] = struct{}{}
+	f.mu.Unlock()
+	return s, -1, nil
+}
+
+// unsubscribe detaches s; the last viewer of a live log stops its follower,
+// which is started again when someone looks again.
+func (h *Hub) unsubscribe(s *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := s.f
+	f.mu.Lock()
+	delete(f.subs, s)
+	empty := len(f.subs) == 0
+	f.mu.Unlock()
+	if empty && h.followers[f.key] == f {
+		delete(h.followers, f.key)
+		f.halt()
+	}
+}
+
+// follower owns one nxadm/tail of one log file and publishes its lines.
+type follower struct {
+	h        *Hub
+	key      string
+	t        *tail.Tail
+	stop     chan struct{}
+	stopOnce sync.Once
+	finishC  chan struct{}
+
+	mu        sync.Mutex
+	subs      map[*subscription]struct{}
+	committed int64 // end of the last line published
+	final     int64 // -1 until the run has finished
+}
+
+// lastLineEnd returns the offset just after the last newline in the file:
+// where whole lines end, whatever is being written after it.
+func lastLineEnd(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	end := st.Size()
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := int64(len(buf))
+		if n > end {
+			n = end
+		}
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				return end - n + i + 1, nil
+			}
+		}
+		end -= n
+	}
+	return 0, nil
+}
+
+// h.mu is held.
+func (h *Hub) startFollower(key, path string) (*follower, error) {
+	start, err := lastLineEnd(path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tail.TailFile(path, tail.Config{
+		Location:      &tail.SeekInfo{Offset: start, Whence: io.SeekStart},
+		Follow:        true,
+		MustExist:     true,
+		CompleteLines: true, // a line written in pieces comes out once, whole
+		Logger:        log.New(io.Discard, "", 0),
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := &follower{
+		h: h, key: key, t: t, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
+		subs: map[*subscription]struct{}{}, committed: start, final: -1,
+	}
+	h.wg.Add(1)
+	go f.run()
+	return f, nil
+}
+
+func (f *follower) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
+
+func (f *follower) finish(size int64) {
+	f.mu.Lock()
+	f.final = size
+	f.mu.Unlock()
+	select {
+	case f.finishC <- struct{}{}:
+	default:
+	}
+}
+
+func (f *follower) run() {
+	defer f.h.wg.Done()
+	defer func() {
+		_ = f.t.Stop()
+		f.t.Cleanup()
+	}()
+	for {
+		if f.complete() {
+			return
+		}
+		select {
+		case <-f.stop:
+			f.end(false)
+			return
+		case <-f.finishC:
+		case line, ok := <-f.t.Lines:
+			if !ok {
+				f.h.log.Warn("log follower stopped", "key", f.key, "err", f.t.Err())
+				f.end(false)
+				return
+			}
+			f.collect(line)
+		}
+	}
+}
+
+// collect turns line, and any lines ready right behind it, into one batch.
+func (f *follower) collect(first *tail.Line) {
+	f.mu.Lock()
+	start := f.committed
+	f.mu.Unlock()
+	b := &Batch{Start: start, End: start}
+	size := 0
+	add := func(l *tail.Line) bool {
+		if l.Err != nil {
+			f.h.log.Warn("log follower", "key", f.key, "err", l.Err)
+			return true
+		}
+		end := b.End + int64(len(l.Text)) + 1
+		if end != l.SeekInfo.Offset {
+			// Not where the last line ended: resynchronise at the tail's word
+			// and let every viewer recover its exact place from the file.
+			f.h.log.Warn("log follower out of step", "key", f.key, "want", end, "got", l.SeekInfo.Offset)
+			f.publish(b)
+			f.mu.Lock()
+			f.committed = l.SeekInfo.Offset
+			f.cutAll()
+			f.mu.Unlock()
+			b = &Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset}
+			return true
+		}
+		b.Lines = append(b.Lines, []byte(l.Text))
+		b.End = end
+		size += len(l.Text) + 1
+		return true
+	}
+	add(first)
+	for len(b.Lines) < maxBatchLines && size < maxBatchBytes {
+		select {
+		case l, ok := <-f.t.Lines:
+			if !ok {
+				f.publish(b)
+				return
+			}
+			add(l)
+			continue
+		default:
+		}
+		break
+	}
+	f.publish(b)
+}
+
+func (f *follower) publish(b *Batch) {
+	if len(b.Lines) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.committed = b.End
+	for s := range f.subs {
+		select {
+		case s.c <- b:
+		default:
+			// Full: cut this viewer off; it catches up from the file.
+			delete(f.subs, s)
+			close(s.c)
+		}
+	}
+}
+
+// cutAll ends every subscription so its cursor resumes from the file;
+// f.mu is held.
+func (f *follower) cutAll() {
+	for s := range f.subs {
+		delete(f.subs, s)
+		close(s.c)
+	}
+}
+
+// complete ends the subscriptions once the finished log is fully published.
+func (f *follower) complete() bool {
+	f.mu.Lock()
+	done := f.final >= 0 && f.committed >= f.final
+	f.mu.Unlock()
+	if !done {
+		return false
+	}
+	f.h.mu.Lock()
+	if f.h.followers[f.key] == f {
+		delete(f.h.followers, f.key)
+	}
+	f.h.mu.Unlock()
+	f.end(true)
+	return true
+}
+
+// end closes every subscription, saying whether the log is complete.
+func (f *follower) end(complete bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.subs {
+		if complete {
+			s.final = f.final
+		} else {
+			s.closed = true
+		}
+		delete(f.subs, s)
+		close(s.c)
+	}
+}
