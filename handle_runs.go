@@ -43,7 +43,25 @@ func (s *server) lastRun(ctx context.Context, job string) (*jobs.Run, error) {
 }
 
 type createRunRequest struct {
-	Params map[string]string `json:"params"`
+	Params map[string]any `json:"params"`
+}
+
+// paramValues takes strings, and numbers and booleans as their text.
+func paramValues(in map[string]any) (map[string]string, error) {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case float64:
+			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(v)
+		default:
+			return nil, badRequest(k, "%s: a parameter value must be a string, number or boolean", k)
+		}
+	}
+	return out, nil
 }
 
 func decodeJSON(c echo.Context, v any) error {
@@ -77,7 +95,11 @@ func (s *server) createRun(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	run, err := s.runner.Trigger(c.Request().Context(), c.Param("job"), req.Params, triggeredBy(c))
+	params, err := paramValues(req.Params)
+	if err != nil {
+		return err
+	}
+	run, err := s.runner.Trigger(c.Request().Context(), c.Param("job"), params, triggeredBy(c))
 	if err != nil {
 		return err
 	}

@@ -40,16 +40,18 @@ func (s *server) routes() http.Handler {
 	e.GET("/healthz", s.getHealth)
 	e.GET("/metrics", s.getMetrics)
 
-	api := e.Group("/api", middleware.BodyLimit("64K"))
+	// Per route, not on the group: group middleware makes echo answer 404
+	// where 405 is right.
+	limit := middleware.BodyLimit("64K")
+	api := e.Group("/api")
 	api.GET("/jobs", s.listJobs)
-	api.POST("/jobs/:job/runs", s.createRun)
+	api.POST("/jobs/:job/runs", s.createRun, limit)
 	api.GET("/runs", s.listRuns)
 	api.GET("/runs/:id", s.getRun)
-	api.POST("/runs/:id/cancel", s.cancelRun)
-	api.POST("/runs/:id/rerun", s.rerunRun)
+	api.POST("/runs/:id/cancel", s.cancelRun, limit)
+	api.POST("/runs/:id/rerun", s.rerunRun, limit)
 	api.GET("/runs/:id/events", s.streamRunEvents)
 	api.GET("/runs/:id/log", s.getRunLog)
-	api.Any("/*", func(c echo.Context) error { return echo.ErrNotFound })
 
 	s.pageRoutes(e)
 	return e
@@ -85,7 +87,11 @@ func errorStatus(err error) (status int, msg, field string) {
 	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, streams.ErrClosed):
 		return http.StatusServiceUnavailable, err.Error(), ""
 	case errors.As(err, &he):
-		return he.Code, strings.ToLower(http.StatusText(he.Code)[:1]) + http.StatusText(he.Code)[1:], ""
+		msg := strings.ToLower(http.StatusText(he.Code))
+		if m, ok := he.Message.(string); ok && he.Code != http.StatusNotFound {
+			msg = strings.ToLower(m)
+		}
+		return he.Code, msg, ""
 	default:
 		return http.StatusInternalServerError, "internal error", ""
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nxadm/tail"
 )
@@ -36,6 +37,10 @@ const (
 	maxBatchLines = 2048
 	maxBatchBytes = 256 << 10
 )
+
+// stallCheck is how often a follower checks that its tail has not missed
+// a change.
+const stallCheck = 250 * time.Millisecond
 
 // maxEnded bounds how many finished logs the hub remembers.
 const maxEnded = 4096
@@ -90,6 +95,7 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
 	for _, f := range h.followers {
+		h.retire(f)
 		f.halt()
 	}
 	h.mu.Unlock()
@@ -134,19 +140,21 @@ func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
 	return s, -1, nil
 }
 
-// unsubscribe detaches s; the last viewer of a live log stops its follower,
-// which is started again when someone looks again.
+// unsubscribe detaches s. The follower keeps following until its run ends
+// even with no viewers: nxadm/tail keeps inotify state per file name and
+// removes its watch from a goroutine that Stop does not wait for, so a file
+// must never be tailed twice in one process.
 func (h *Hub) unsubscribe(s *subscription) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	f := s.f
 	f.mu.Lock()
 	delete(f.subs, s)
-	empty := len(f.subs) == 0
 	f.mu.Unlock()
-	if empty && h.followers[f.key] == f {
+}
+
+// retire removes f from the live followers; h.mu is held.
+func (h *Hub) retire(f *follower) {
+	if h.followers[f.key] == f {
 		delete(h.followers, f.key)
-		f.halt()
 	}
 }
 
@@ -154,6 +162,7 @@ func (h *Hub) unsubscribe(s *subscription) {
 type follower struct {
 	h        *Hub
 	key      string
+	path     string
 	t        *tail.Tail
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -214,7 +223,7 @@ func (h *Hub) startFollower(key, path string) (*follower, error) {
 		return nil, err
 	}
 	f := &follower{
-		h: h, key: key, t: t, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
+		h: h, key: key, path: path, t: t, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
 		subs: map[*subscription]struct{}{}, committed: start, final: -1,
 	}
 	h.wg.Add(1)
@@ -237,22 +246,48 @@ func (f *follower) finish(size int64) {
 func (f *follower) run() {
 	defer f.h.wg.Done()
 	defer func() {
+		// No Cleanup: the tail's own watcher goroutine removes the inotify
+		// watch, and a second removal would corrupt the shared count.
 		_ = f.t.Stop()
-		f.t.Cleanup()
+		f.h.mu.Lock()
+		f.h.retire(f)
+		f.h.mu.Unlock()
 	}()
+	// nxadm/tail registers its inotify watch only after a read hits the end
+	// of the file, and does not look again: a write in between goes unseen
+	// until the next one. A stalled follower nudges it (IN_ATTRIB counts as a
+	// change for the tail).
+	check := time.NewTicker(stallCheck)
+	defer check.Stop()
+	var seen int64 = -1
 	for {
 		if f.complete() {
 			return
 		}
 		select {
+		case <-check.C:
+			f.mu.Lock()
+			committed := f.committed
+			f.mu.Unlock()
+			if committed == seen {
+				if st, err := os.Stat(f.path); err == nil && st.Size() > committed {
+					now := time.Now()
+					_ = os.Chtimes(f.path, now, now)
+				}
+			}
+			seen = committed
 		case <-f.stop:
+			f.mu.Lock()
 			f.end(false)
+			f.mu.Unlock()
 			return
 		case <-f.finishC:
 		case line, ok := <-f.t.Lines:
 			if !ok {
 				f.h.log.Warn("log follower stopped", "key", f.key, "err", f.t.Err())
+				f.mu.Lock()
 				f.end(false)
+				f.mu.Unlock()
 				return
 			}
 			f.collect(line)
@@ -274,15 +309,16 @@ func (f *follower) collect(first *tail.Line) {
 		}
 		end := b.End + int64(len(l.Text)) + 1
 		if end != l.SeekInfo.Offset {
-			// Not where the last line ended: resynchronise at the tail's word
-			// and let every viewer recover its exact place from the file.
+			// Not where the last line ended: cannot happen with CompleteLines,
+			// but if it does, publish what is sound, move to the tail's offset
+			// and let every viewer find its exact place from the file.
 			f.h.log.Warn("log follower out of step", "key", f.key, "want", end, "got", l.SeekInfo.Offset)
 			f.publish(b)
 			f.mu.Lock()
 			f.committed = l.SeekInfo.Offset
-			f.cutAll()
+			f.end(false)
 			f.mu.Unlock()
-			b = &Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset}
+			*b = Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset}
 			return true
 		}
 		b.Lines = append(b.Lines, []byte(l.Text))
@@ -293,8 +329,8 @@ func (f *follower) collect(first *tail.Line) {
 	add(first)
 	for len(b.Lines) < maxBatchLines && size < maxBatchBytes {
 		select {
-		case l, ok := <-f.t.Lines:
-			if !ok {
+		case l, open := <-f.t.Lines:
+			if !open {
 				f.publish(b)
 				return
 			}
@@ -325,15 +361,6 @@ func (f *follower) publish(b *Batch) {
 	}
 }
 
-// cutAll ends every subscription so its cursor resumes from the file;
-// f.mu is held.
-func (f *follower) cutAll() {
-	for s := range f.subs {
-		delete(f.subs, s)
-		close(s.c)
-	}
-}
-
 // complete ends the subscriptions once the finished log is fully published.
 func (f *follower) complete() bool {
 	f.mu.Lock()
@@ -343,18 +370,17 @@ func (f *follower) complete() bool {
 		return false
 	}
 	f.h.mu.Lock()
-	if f.h.followers[f.key] == f {
-		delete(f.h.followers, f.key)
-	}
+	f.h.retire(f)
 	f.h.mu.Unlock()
+	f.mu.Lock()
 	f.end(true)
+	f.mu.Unlock()
 	return true
 }
 
-// end closes every subscription, saying whether the log is complete.
+// end closes every subscription, saying whether the log is complete;
+// f.mu is held.
 func (f *follower) end(complete bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	for s := range f.subs {
 		if complete {
 			s.final = f.final

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/jobs"
+)
+
+const apiConfig = `
+max_concurrent_runs: 8
+jobs:
+  gate:
+    env: {GATE: $$GATE}
+    run: |` + gateScript + `
+  quick:
+    run: echo quick
+  deploy:
+    params:
+      - {name: ENV, required: true, choices: [staging, prod]}
+      - {name: VERSION, default: v1.0.0, pattern: 'v[0-9]+\.[0-9]+\.[0-9]+'}
+    run: echo "deploying $VERSION to $ENV"
+`
+
+func TestRunStatusETagAndLongPoll(t *testing.T) {
+	s := startServer(t, apiConfig)
+	run := s.trigger("gate", nil)
+	path := fmt.Sprintf("/api/runs/%d", run.ID)
+	s.waitRun(run.ID, isWaiting)
+
+	code, hdr, body := s.do("GET", path, "")
+	etag := hdr.Get("ETag")
+	if code != 200 || etag == "" {
+		t.Fatalf("GET: %d etag %q", code, etag)
+	}
+	var got runJSON
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.State != jobs.Running || got.Links.Events != path+"/events" || got.Progress.Percent != 1 {
+		t.Errorf("run: %s", body)
+	}
+
+	// Unchanged: 304 with no body.
+	code, _, body = s.do("GET", path, "", "If-None-Match", etag)
+	if code != http.StatusNotModified || len(body) != 0 {
+		t.Errorf("If-None-Match: %d %q", code, body)
+	}
+	// Long poll times out with 304.
+	start := time.Now()
+	code, _, _ = s.do("GET", path+"?wait=300ms", "", "If-None-Match", etag)
+	if code != http.StatusNotModified || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("long poll timeout: %d after %v", code, time.Since(start))
+	}
+	// Long poll wakes on change: release the job while the poll waits.
+	type result struct {
+		code int
+		body []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, body := s.do("GET", path+"?wait=60s", "", "If-None-Match", etag)
+		done <- result{code, body}
+	}()
+	s.release(run.ID)
+	select {
+	case r := <-done:
+		if r.code != 200 || !strings.Contains(string(r.body), `"state"`) {
+			t.Errorf("long poll after change: %d %s", r.code, r.body)
+		}
+	case <-time.After(deadline):
+		t.Fatal("long poll did not wake on change")
+	}
+	final := s.waitRun(run.ID, isFinished)
+	if final.State != jobs.Succeeded || final.DurationMS == nil || final.Log.Lines != 3 {
+		t.Errorf("final: %+v", final)
+	}
+	// A finished run answers a long poll at once.
+	_, hdr, _ = s.do("GET", path, "")
+	start = time.Now()
+	if code, _, _ := s.do("GET", path+"?wait=30s", "", "If-None-Match", hdr.Get("ETag")); code != 304 || time.Since(start) > 5*time.Second {
+		t.Errorf("finished long poll: %d after %v", code, time.Since(start))
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	s := startServer(t, apiConfig)
+	done := s.trigger("quick", nil)
+	s.waitRun(done.ID, isFinished)
+	tests := []struct {
+		name, method, path, body string
+		hdr                      []string
+		code                     int
+		field                    string
+	}{
+		{"unknown job", "POST", "/api/jobs/nope/runs", `{}`, nil, 404, ""},
+		{"bad json", "POST", "/api/jobs/quick/runs", `{"params":`, nil, 400, ""},
+		{"not an object", "POST", "/api/jobs/quick/runs", `[]`, nil, 400, ""},
+		{"empty body", "POST", "/api/jobs/quick/runs", ``, nil, 400, ""},
+		{"unknown field", "POST", "/api/jobs/quick/runs", `{"parms": {}}`, nil, 400, "parms"},
+		{"param wrong type", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": ["prod"]}}`, nil, 400, "ENV"},
+		{"params wrong type", "POST", "/api/jobs/deploy/runs", `{"params": "ENV=prod"}`, nil, 400, "params"},
+		{"missing required", "POST", "/api/jobs/deploy/runs", `{"params": {}}`, nil, 400, "ENV"},
+		{"not a choice", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "dev"}}`, nil, 400, "ENV"},
+		{"pattern", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "prod", "VERSION": "v1; rm -rf /"}}`, nil, 400, "VERSION"},
+		{"unknown param", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "prod", "X": "1"}}`, nil, 400, "X"},
+		{"oversized body", "POST", "/api/jobs/quick/runs", `{"params": {"A": "` + strings.Repeat("x", 70<<10) + `"}}`, nil, 413, ""},
+		{"run id not a number", "GET", "/api/runs/abc", "", nil, 400, "id"},
+		{"negative run id", "GET", "/api/runs/-1", "", nil, 400, "id"},
+		{"zero run id", "GET", "/api/runs/0", "", nil, 400, "id"},
+		{"huge run id", "GET", "/api/runs/99999999999999999999", "", nil, 400, "id"},
+		{"unknown run", "GET", "/api/runs/999", "", nil, 404, ""},
+		{"cancel finished", "POST", fmt.Sprintf("/api/runs/%d/cancel", done.ID), "", nil, 409, ""},
+		{"cancel unknown", "POST", "/api/runs/999/cancel", "", nil, 404, ""},
+		{"rerun unknown", "POST", "/api/runs/999/rerun", "", nil, 404, ""},
+		{"bad state filter", "GET", "/api/runs?state=exploded", "", nil, 400, "state"},
+		{"bad limit", "GET", "/api/runs?limit=0", "", nil, 400, "limit"},
+		{"limit too big", "GET", "/api/runs?limit=100000", "", nil, 400, "limit"},
+		{"bad before", "GET", "/api/runs?before=x", "", nil, 400, "before"},
+		{"list unknown job", "GET", "/api/runs?job=nope", "", nil, 404, ""},
+		{"bad wait", "GET", fmt.Sprintf("/api/runs/%d?wait=soon", done.ID), "", nil, 400, "wait"},
+		{"last-event-id not a number", "GET", fmt.Sprintf("/api/runs/%d/events", done.ID), "", []string{"Last-Event-ID", "x"}, 400, "Last-Event-ID"},
+		{"last-event-id beyond end", "GET", fmt.Sprintf("/api/runs/%d/events", done.ID), "", []string{"Last-Event-ID", "999999"}, 400, "Last-Event-ID"},
+		{"last-event-id mid-line", "GET", fmt.Sprintf("/api/runs/%d/events", done.ID), "", []string{"Last-Event-ID", "2"}, 400, "Last-Event-ID"},
+		{"after negative", "GET", fmt.Sprintf("/api/runs/%d/log?after=-5", done.ID), "", nil, 400, "after"},
+		{"tail not a number", "GET", fmt.Sprintf("/api/runs/%d/events?tail=lots", done.ID), "", nil, 400, "tail"},
+		{"traversal in id", "GET", "/api/runs/..%2f..%2fetc%2fpasswd/log", "", nil, 400, "id"},
+		{"traversal in job", "POST", "/api/jobs/..%2f..%2fetc/runs", `{}`, nil, 404, ""},
+		{"unknown api path", "GET", "/api/nothing", "", nil, 404, ""},
+		{"wrong method", "DELETE", "/api/runs/1", "", nil, 405, ""},
+	}
+	before := countRuns(t, s)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, hdr, body := s.do(tt.method, tt.path, tt.body, tt.hdr...)
+			if code != tt.code {
+				t.Fatalf("status %d, want %d: %s", code, tt.code, body)
+			}
+			if !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+				t.Errorf("content type %q", hdr.Get("Content-Type"))
+			}
+			var e struct{ Error, Field string }
+			if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+				t.Fatalf("body %q is not a JSON error", body)
+			}
+			if e.Field != tt.field {
+				t.Errorf("field %q, want %q (%s)", e.Field, tt.field, e.Error)
+			}
+		})
+	}
+	if after := countRuns(t, s); after != before {
+		t.Errorf("bad requests created runs: %d → %d", before, after)
+	}
+}
+
+func countRuns(t *testing.T, s *testServer) int {
+	t.Helper()
+	_, _, body := s.do("GET", "/api/runs?limit=500", "")
+	var page struct{ Runs []runJSON }
+	if err := json.Unmarshal(body, &page); err != nil {
+		t.Fatal(err)
+	}
+	return len(page.Runs)
+}
+
+func TestListRunsPaginatesNewestFirst(t *testing.T) {
+	s := startServer(t, apiConfig)
+	var ids []int64
+	for range 7 {
+		r := s.trigger("quick", nil)
+		ids = append(ids, r.ID)
+	}
+	dep := s.trigger("deploy", map[string]string{"ENV": "prod"})
+	s.waitRun(dep.ID, isFinished)
+	for _, id := range ids {
+		s.waitRun(id, isFinished)
+	}
+	var seen []int64
+	next := "/api/runs?job=quick&limit=3"
+	pages := 0
+	for next != "" {
+		code, _, body := s.do("GET", next, "")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", next, code, body)
+		}
+		var page struct {
+			Runs []runJSON
+			Next string
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Runs {
+			seen = append(seen, r.ID)
+		}
+		next = page.Next
+		pages++
+	}
+	if pages != 3 || fmt.Sprint(seen) != fmt.Sprint(reverse(ids)) {
+		t.Errorf("%d pages: %v, want %v", pages, seen, reverse(ids))
+	}
+	_, _, body := s.do("GET", "/api/runs?state=succeeded,failed&limit=1", "")
+	if !strings.Contains(string(body), fmt.Sprintf(`"id":%d`, dep.ID)) {
+		t.Errorf("state filter: %s", body)
+	}
+	// The jobs list carries schema and last run.
+	_, _, body = s.do("GET", "/api/jobs", "")
+	var list []jobJSON
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || list[2].Name != "deploy" || list[2].LastRun == nil || list[2].LastRun.ID != dep.ID ||
+		len(list[2].Params) != 2 || list[2].Params[0].Choices[1] != "prod" {
+		t.Errorf("jobs: %s", body)
+	}
+}
+
+func reverse(ids []int64) []int64 {
+	out := make([]int64, len(ids))
+	for i, id := range ids {
+		out[len(ids)-1-i] = id
+	}
+	return out
+}
+
+func TestCancelAndRerun(t *testing.T) {
+	s := startServer(t, apiConfig)
+	run := s.trigger("gate", nil)
+	s.waitRun(run.ID, isWaiting)
+	code, _, body := s.do("POST", fmt.Sprintf("/api/runs/%d/cancel", run.ID), "")
+	if code != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	if got := s.waitRun(run.ID, isFinished); got.State != jobs.Canceled {
+		t.Errorf("state %s", got.State)
+	}
+	code, _, body = s.do("POST", fmt.Sprintf("/api/runs/%d/rerun", run.ID), "")
+	if code != http.StatusCreated {
+		t.Fatalf("rerun: %d %s", code, body)
+	}
+	var again runJSON
+	json.Unmarshal(body, &again)
+	if again.ID == run.ID || again.Job != "gate" || again.RerunOf != run.ID {
+		t.Errorf("rerun: %s", body)
+	}
+	s.waitRun(again.ID, isWaiting)
+	s.release(again.ID)
+	if got := s.waitRun(again.ID, isFinished); got.State != jobs.Succeeded {
+		t.Errorf("rerun state %s", got.State)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	s := startServer(t, apiConfig)
+	s.waitRun(s.trigger("quick", nil).ID, isFinished)
+	if code, _, _ := s.do("GET", "/healthz", ""); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	_, _, body := s.do("GET", "/metrics", "")
+	for _, want := range []string{`shiplog_runs{state="succeeded"} 1`, "shiplog_queue_length 0", "shiplog_active_streams 0",
+		"shiplog_lines_streamed_total", `shiplog_run_duration_seconds_bucket{le="+Inf"} 1`, "shiplog_run_duration_seconds_count 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}

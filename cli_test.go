@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+const cliConfig = `
+jobs:
+  gate:
+    env: {GATE: $$GATE}
+    run: |` + gateScript + `
+  ok:
+    run: |
+      i=0
+      while [ $i -lt 3000 ]; do i=$((i+1)); echo "line $i"; done
+      printf 'cr\rline\nbad \377\n'
+      echo "::progress::100 done"
+      printf 'no newline'
+  fail:
+    params: [{name: CODE, default: "3", pattern: '[0-9]+'}]
+    run: echo "failing with $CODE"; exit $CODE
+  slow:
+    timeout: 200ms
+    run: sleep 30
+`
+
+// cli runs the shiplog CLI in-process against s and returns its exit code
+// and output.
+func cli(t *testing.T, s *testServer, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if s != nil {
+		args = append([]string{args[0], "--server", s.URL}, args[1:]...)
+	}
+	err := run(ctx, args, &stdout, &stderr)
+	code := 0
+	if err != nil {
+		var ee *exitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("shiplog %v: %v", args, err)
+		}
+		code = ee.code
+		stderr.WriteString(ee.msg)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCLIRunFollowReproducesLogAndExitCode(t *testing.T) {
+	s := startServer(t, cliConfig)
+	tests := []struct {
+		job    string
+		params []string
+		code   int
+	}{
+		{"ok", nil, 0},
+		{"fail", nil, 3},
+		{"fail", []string{"-p", "CODE=42"}, 42},
+		{"slow", nil, exitTimedOut},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.job, tt.params), func(t *testing.T) {
+			code, out, errOut := cli(t, s, append(append([]string{"run", tt.job}, tt.params...), "--follow")...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, errOut)
+			}
+			var id int64
+			if _, err := fmt.Sscanf(errOut, "#%d", &id); err != nil {
+				t.Fatalf("stderr %q does not start with the run id", errOut)
+			}
+			if want := string(s.logFile(id)); out != want {
+				t.Errorf("stdout (%d bytes) differs from the log (%d bytes)", len(out), len(want))
+			}
+			if !strings.Contains(errOut, s.URL+"/runs/") {
+				t.Errorf("stderr lacks the page URL: %q", errOut)
+			}
+		})
+	}
+}
+
+func TestCLIStatusWaitCancelLogsJobs(t *testing.T) {
+	s := startServer(t, cliConfig)
+	code, out, _ := cli(t, s, "run", "gate", "-q")
+	if code != 0 {
+		t.Fatalf("run: %d", code)
+	}
+	var id int64
+	fmt.Sscan(out, &id)
+	s.waitRun(id, isWaiting)
+
+	code, out, _ = cli(t, s, "status", fmt.Sprint(id))
+	if code != 0 || !strings.Contains(out, "running 1% waiting") {
+		t.Errorf("status: %d %q", code, out)
+	}
+	code, out, _ = cli(t, s, "status", fmt.Sprint(id), "--json")
+	if code != 0 || !strings.Contains(out, `"state":"running"`) {
+		t.Errorf("status --json: %d %q", code, out)
+	}
+	type result struct {
+		code int
+		out  string
+	}
+	waited := make(chan result, 1)
+	go func() {
+		code, out, _ := cli(t, s, "status", fmt.Sprint(id), "--wait")
+		waited <- result{code, out}
+	}()
+	if code, out, _ := cli(t, s, "cancel", fmt.Sprint(id)); code != 0 || !strings.Contains(out, "cancel requested") {
+		t.Errorf("cancel: %d %q", code, out)
+	}
+	select {
+	case r := <-waited:
+		if r.code != exitCanceled || !strings.Contains(r.out, "canceled") {
+			t.Errorf("status --wait: %d %q", r.code, r.out)
+		}
+	case <-time.After(deadline):
+		t.Fatal("status --wait did not return")
+	}
+	if code, _, errOut := cli(t, s, "cancel", fmt.Sprint(id)); code != exitInvalid || !strings.Contains(errOut, "already finished") {
+		t.Errorf("second cancel: %d %q", code, errOut)
+	}
+	code, out, _ = cli(t, s, "logs", fmt.Sprint(id))
+	if code != 0 || out != string(s.logFile(id)) {
+		t.Errorf("logs: %d %q", code, out)
+	}
+	code, out, _ = cli(t, s, "jobs")
+	if code != 0 || !strings.Contains(out, "gate") || !strings.Contains(out, "canceled") || !strings.Contains(out, "CODE") {
+		t.Errorf("jobs: %d\n%s", code, out)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	s := startServer(t, cliConfig)
+	// A port nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		name string
+		s    *testServer
+		args []string
+		code int
+		want string
+	}{
+		{"unknown job", s, []string{"run", "nope"}, exitInvalid, "unknown job"},
+		{"invalid param", s, []string{"run", "fail", "-p", "CODE=x"}, exitInvalid, "CODE"},
+		{"malformed param flag", s, []string{"run", "fail", "-p", "CODE"}, exitUsage, "KEY=VALUE"},
+		{"unknown run", s, []string{"status", "999"}, exitInvalid, "not found"},
+		{"bad run id", s, []string{"status", "abc"}, exitUsage, "invalid run id"},
+		{"missing arg", s, []string{"logs"}, exitUsage, "usage"},
+		{"unknown command", nil, []string{"deploy"}, exitUsage, "unknown command"},
+		{"unreachable", nil, []string{"jobs", "--server", dead}, exitUnreachable, "cannot reach"},
+		{"bad server url", nil, []string{"jobs", "--server", "ftp://x"}, exitUsage, "want a URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := cli(t, tt.s, tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tt.code, errOut, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const eventsConfig = `
+max_concurrent_runs: 30
+jobs:
+  printer:
+    env: {GATE: $$GATE}
+    params: [{name: N, default: "500"}]
+    run: |
+      echo "::progress::1 waiting"
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      i=0
+      while [ $i -lt $N ]; do i=$((i+1)); echo "line $i of $N"; done
+      printf 'bar 10%%\rbar 100%%\n'
+      printf 'nul\000 and bad \377 utf8\n'
+      printf 'no newline at the end'
+  quick:
+    run: |
+      for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; done
+`
+
+func TestEventsReplayResumeAndTail(t *testing.T) {
+	s := startServer(t, eventsConfig)
+	run := s.trigger("printer", map[string]string{"N": "2000"})
+	s.waitRun(run.ID, isWaiting)
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+
+	// A viewer watching live, and one that drops and resumes with its last id
+	// several times while the job prints.
+	var live sseResult
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); live = s.events(path, 0) }()
+	s.release(run.ID)
+	var resumed []string
+	lastID := "0"
+	for reconnects := 0; ; reconnects++ {
+		res := s.events(path, 3, "Last-Event-ID", lastID)
+		resumed = append(resumed, res.lines...)
+		if res.lastID != "" {
+			lastID = res.lastID
+		}
+		if res.ended {
+			break
+		}
+	}
+	wg.Wait()
+	want := linesOf(s.logFile(run.ID))
+	if len(want) != 2004 {
+		t.Fatalf("log has %d lines", len(want))
+	}
+	if strings.Join(live.lines, "\n") != strings.Join(want, "\n") || !live.ended {
+		t.Errorf("live viewer got %d lines (ended %v), want %d", len(live.lines), live.ended, len(want))
+	}
+	if strings.Join(resumed, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resuming viewer got %d lines, want %d", len(resumed), len(want))
+	}
+	if want[2001] != "bar 10%\rbar 100%" || want[2002] != "nul\x00 and bad \xff utf8" || want[2003] != "no newline at the end" {
+		t.Errorf("special lines: %q", want[2001:])
+	}
+	// The stream's shape: window first, statuses, the end carries the final run.
+	first := live.events[0]
+	if first.Name != "window" || first.Data[0] != `{"line":1,"offset":0}` {
+		t.Errorf("first event %+v", first)
+	}
+	end := live.events[len(live.events)-1]
+	if end.Name != "end" || !strings.Contains(end.Data[0], `"state":"succeeded"`) {
+		t.Errorf("end event %+v", end)
+	}
+
+	// A finished run replays; ?tail=N starts N lines from the end, ?after at
+	// an offset.
+	res := s.events(path+"?tail=3", 0)
+	if strings.Join(res.lines, "\n") != strings.Join(want[len(want)-3:], "\n") || !res.ended {
+		t.Errorf("tail=3: %q", res.lines)
+	}
+	if res.events[0].Data[0] != fmt.Sprintf(`{"line":%d,"offset":%d}`, len(want)-2, offsetOfLine(s.logFile(run.ID), len(want)-3)) {
+		t.Errorf("tail window %v", res.events[0].Data)
+	}
+	off := offsetOfLine(s.logFile(run.ID), 1000)
+	res = s.events(path+"?after="+strconv.Itoa(off), 0)
+	if len(res.lines) != len(want)-1000 || res.lines[0] != want[1000] {
+		t.Errorf("after: %d lines from %q", len(res.lines), res.lines[0])
+	}
+
+	// Headers.
+	code, hdr, _ := s.do("GET", path+"?tail=0", "")
+	if code != 200 || hdr.Get("Content-Type") != "text/event-stream; charset=utf-8" ||
+		hdr.Get("Cache-Control") != "no-cache" || hdr.Get("X-Accel-Buffering") != "no" {
+		t.Errorf("headers %d %v", code, hdr)
+	}
+}
+
+// offsetOfLine is the byte offset where 0-based line n starts.
+func offsetOfLine(data []byte, n int) int {
+	off := 0
+	for range n {
+		off += strings.IndexByte(string(data[off:]), '\n') + 1
+	}
+	return off
+}
+
+func TestRawLogAndLongPoll(t *testing.T) {
+	s := startServer(t, eventsConfig)
+	run := s.trigger("printer", map[string]string{"N": "100"})
+	s.waitRun(run.ID, isWaiting)
+	base := fmt.Sprintf("/api/runs/%d/log", run.ID)
+
+	// Lines appear to a long poll as soon as they are written.
+	code, hdr, body := s.do("GET", base+"?after=0&wait=1ms", "")
+	if code != 200 || hdr.Get("X-Log-Complete") != "false" || hdr.Get("X-Run-State") != "running" {
+		t.Fatalf("poll: %d %v %q", code, hdr, body)
+	}
+	var got []byte
+	offset := hdr.Get("X-Log-Offset")
+	got = append(got, body...)
+	s.release(run.ID)
+	for hdr.Get("X-Log-Complete") != "true" {
+		code, hdr, body = s.do("GET", base+"?after="+offset+"&wait=30s", "")
+		if code != 200 {
+			t.Fatalf("poll: %d %s", code, body)
+		}
+		got = append(got, body...)
+		offset = hdr.Get("X-Log-Offset")
+	}
+	if string(got) != string(s.logFile(run.ID)) {
+		t.Errorf("long poll assembled %d bytes, log has %d", len(got), len(s.logFile(run.ID)))
+	}
+	// Raw, download and Range.
+	code, hdr, body = s.do("GET", base, "")
+	if code != 200 || string(body) != string(got) || hdr.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("raw: %d %v", code, hdr)
+	}
+	_, hdr, _ = s.do("GET", base+"?download=1", "")
+	if !strings.HasPrefix(hdr.Get("Content-Disposition"), "attachment;") {
+		t.Errorf("download: %v", hdr)
+	}
+	code, _, body = s.do("GET", base, "", "Range", "bytes=0-9")
+	if code != http.StatusPartialContent || string(body) != string(got[:10]) {
+		t.Errorf("range: %d %q", code, body)
+	}
+}
+
+// Every viewer gets every line: 1,000 on one running job, and 100 spread
+// over 20 jobs.
+func TestManyViewersGetEveryLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many connections")
+	}
+	s := startServer(t, eventsConfig)
+	check := func(t *testing.T, runs []runJSON, perRun int) {
+		var wg sync.WaitGroup
+		results := make([][]sseResult, len(runs))
+		var started sync.WaitGroup
+		for i, run := range runs {
+			results[i] = make([]sseResult, perRun)
+			for j := range perRun {
+				wg.Add(1)
+				started.Add(1)
+				go func() {
+					defer wg.Done()
+					started.Done()
+					results[i][j] = s.events(fmt.Sprintf("/api/runs/%d/events", run.ID), 0)
+				}()
+			}
+		}
+		started.Wait()
+		for _, run := range runs {
+			s.release(run.ID)
+		}
+		wg.Wait()
+		for i, run := range runs {
+			want := strings.Join(linesOf(s.logFile(run.ID)), "\n")
+			for j, res := range results[i] {
+				if !res.ended || strings.Join(res.lines, "\n") != want {
+					t.Fatalf("run #%d viewer %d: %d lines, ended %v", run.ID, j, len(res.lines), res.ended)
+				}
+			}
+		}
+	}
+	t.Run("1000 viewers of one job", func(t *testing.T) {
+		run := s.trigger("printer", map[string]string{"N": "300"})
+		s.waitRun(run.ID, isWaiting)
+		check(t, []runJSON{run}, 1000)
+	})
+	t.Run("100 viewers over 20 jobs", func(t *testing.T) {
+		var runs []runJSON
+		for range 20 {
+			run := s.trigger("printer", map[string]string{"N": "300"})
+			runs = append(runs, run)
+		}
+		for _, run := range runs {
+			s.waitRun(run.ID, isWaiting)
+		}
+		check(t, runs, 5)
+	})
+}

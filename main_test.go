@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/streams"
+)
+
+const deadline = 30 * time.Second
+
+// testServer is the real server on a loopback port.
+type testServer struct {
+	t    *testing.T
+	URL  string
+	Data string
+	Gate string // directory the gate jobs wait on
+}
+
+// gateJob blocks until the test releases it (see release).
+const gateScript = `
+      echo "waiting for the gate"
+      echo "::progress::1 waiting"
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
+      echo "released"
+`
+
+// startServer runs shiplog on config yaml (with %[1]s replaced by a gate
+// directory) until the test ends.
+func startServer(t *testing.T, yaml string) *testServer {
+	t.Helper()
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	if err := os.Mkdir(gate, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "shiplog.yaml")
+	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(yaml, "$$GATE", gate)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	cfg := Config{ConfigPath: cfgPath, configSet: true, DataDir: filepath.Join(dir, "data"),
+		LogLevel: 8, ShutdownGrace: time.Second, Listener: ln, Ready: ready}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	select {
+	case url := <-ready:
+		return &testServer{t: t, URL: url, Data: cfg.DataDir, Gate: gate}
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	return nil
+}
+
+func (s *testServer) release(id int64) {
+	s.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("release-%d", id)), nil, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// do sends a request and returns status, headers and body.
+func (s *testServer) do(method, path string, body string, hdr ...string) (int, http.Header, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, data
+}
+
+func (s *testServer) trigger(job string, params map[string]string) runJSON {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"params": params})
+	code, hdr, data := s.do("POST", "/api/jobs/"+job+"/runs", string(body))
+	if code != http.StatusCreated {
+		s.t.Fatalf("trigger %s: %d %s", job, code, data)
+	}
+	var run runJSON
+	if err := json.Unmarshal(data, &run); err != nil {
+		s.t.Fatal(err)
+	}
+	if hdr.Get("Location") != fmt.Sprintf("/api/runs/%d", run.ID) {
+		s.t.Errorf("Location = %q", hdr.Get("Location"))
+	}
+	return run
+}
+
+// waitRun long-polls the API until cond holds.
+func (s *testServer) waitRun(id int64, cond func(*runJSON) bool) runJSON {
+	s.t.Helper()
+	timeout := time.Now().Add(deadline)
+	etag := ""
+	var run runJSON
+	for time.Now().Before(timeout) {
+		code, hdr, data := s.do("GET", fmt.Sprintf("/api/runs/%d?wait=10s", id), "", "If-None-Match", etag)
+		if code == http.StatusOK {
+			if err := json.Unmarshal(data, &run); err != nil {
+				s.t.Fatal(err)
+			}
+			etag = hdr.Get("ETag")
+			if cond(&run) {
+				return run
+			}
+		}
+	}
+	s.t.Fatalf("run #%d: condition not met; last %+v", id, run)
+	return run
+}
+
+func isFinished(r *runJSON) bool { return r.State.Finished() }
+func isWaiting(r *runJSON) bool  { return r.Progress.Message == "waiting" }
+
+func (s *testServer) logFile(id int64) []byte {
+	s.t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.Data, "logs", fmt.Sprintf("%d.log", id)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return data
+}
+
+// events reads an SSE stream until end (or n log events when n > 0).
+type sseResult struct {
+	lines  []string
+	lastID string
+	events []streams.Event
+	ended  bool
+}
+
+func (s *testServer) events(path string, n int, hdr ...string) sseResult {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		s.t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+	}
+	var res sseResult
+	dec := streams.NewDecoder(resp.Body)
+	logs := 0
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return res
+			}
+			s.t.Fatalf("%s: %v", path, err)
+		}
+		res.events = append(res.events, ev)
+		switch ev.Name {
+		case "log":
+			res.lines = append(res.lines, ev.Lines()...)
+			res.lastID = ev.ID
+			logs++
+			if n > 0 && logs == n {
+				return res
+			}
+		case "end":
+			res.ended = true
+			return res
+		}
+	}
+}
+
+func linesOf(data []byte) []string {
+	s := strings.TrimSuffix(string(data), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func TestMain(m *testing.M) {
+	// Runs started by tests must not see a server's SHIPLOG_* settings.
+	for _, k := range []string{"SHIPLOG_SERVER", "SHIPLOG_CONFIG", "SHIPLOG_DATA", "SHIPLOG_ADDR", "SHIPLOG_TOKEN"} {
+		os.Unsetenv(k)
+	}
+	os.Exit(m.Run())
+}
