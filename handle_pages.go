@@ -1,9 +1,347 @@
 package main
 
-import "github.com/labstack/echo/v4"
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
-func (s *server) pageRoutes(e *echo.Echo) {}
+	"github.com/a-h/templ"
+	"github.com/labstack/echo/v4"
+
+	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/static"
+	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/views"
+)
+
+// tailLines is how many log lines the run page renders for readers without
+// JavaScript.
+const tailLines = 200
+
+func (s *server) pageRoutes(e *echo.Echo) {
+	e.GET("/", s.showDashboard)
+	e.GET("/runs", s.showRuns)
+	e.GET("/jobs/:job", s.showJob)
+	e.POST("/jobs/:job/runs", s.submitRun)
+	e.GET("/runs/:id", s.showRun)
+	e.POST("/runs/:id/cancel", s.cancelRunForm)
+	e.POST("/runs/:id/rerun", s.rerunRunForm)
+	e.GET(static.Prefix+"*", echo.WrapHandler(static.Handler()))
+}
+
+// render writes a component, buffered so a render error is still a 500; an
+// ETag lets pollers get 304 for an unchanged page.
+func render(c echo.Context, status int, comp templ.Component) error {
+	var buf bytes.Buffer
+	if err := comp.Render(c.Request().Context(), &buf); err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	if status == http.StatusOK {
+		etag := etagOf(buf.Bytes())
+		h.Set("ETag", etag)
+		if etagMatch(c.Request().Header.Get("If-None-Match"), etag) {
+			return c.NoContent(http.StatusNotModified)
+		}
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
 
 func (s *server) renderErrorPage(c echo.Context, status int, msg string) error {
-	return c.String(status, msg)
+	return render(c, status, views.ErrorView(views.ErrorPage{Status: status, Message: msg}))
+}
+
+func toView(r *jobs.Run) views.Run {
+	v := views.Run{
+		ID: r.ID, Job: r.Job, State: string(r.State), Finished: r.State.Finished(), TriggeredBy: r.TriggeredBy,
+		QueuedAt: r.QueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
+		Error: r.Error, RerunOf: r.RerunOf,
+	}
+	if r.Progress != nil {
+		v.HasProgress, v.Percent, v.Message = true, r.Progress.Percent, r.Progress.Message
+	}
+	keys := make([]string, 0, len(r.Params))
+	for k := range r.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v.Params = append(v.Params, views.KV{Key: k, Value: r.Params[k]})
+	}
+	return v
+}
+
+func toViews(runs []*jobs.Run) []views.Run {
+	out := make([]views.Run, len(runs))
+	for i, r := range runs {
+		out[i] = toView(r)
+	}
+	return out
+}
+
+func (s *server) showDashboard(c echo.Context) error {
+	ctx := c.Request().Context()
+	var d views.Dashboard
+	for _, j := range s.runner.Config().Jobs {
+		row := views.Job{Name: j.Name, Description: j.Description, Direct: len(j.Params) == 0 && !j.Confirm}
+		last, err := s.lastRun(ctx, j.Name)
+		if err != nil {
+			return err
+		}
+		if last != nil {
+			v := toView(last)
+			row.Last = &v
+		}
+		d.Jobs = append(d.Jobs, row)
+	}
+	active, err := s.runner.List(ctx, jobs.Filter{States: []jobs.State{jobs.Running, jobs.Queued}, Limit: 50})
+	if err != nil {
+		return err
+	}
+	d.Active = toViews(active)
+	if c.Request().Header.Get("HX-Request") == "true" {
+		return render(c, http.StatusOK, views.DashboardLive(d))
+	}
+	return render(c, http.StatusOK, views.DashboardPage(d))
+}
+
+// historyPage reads ?before and returns a page of runs with links to the
+// pages around it.
+func (s *server) historyPage(c echo.Context, base string, f jobs.Filter) ([]views.Run, string, string, error) {
+	const size = 20
+	if v := c.QueryParam("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return nil, "", "", badRequest("before", "before must be a positive run id")
+		}
+		f.Before = n
+	}
+	f.Limit = size + 1
+	runs, err := s.runner.List(c.Request().Context(), f)
+	if err != nil {
+		return nil, "", "", err
+	}
+	var older, newer string
+	if len(runs) > size {
+		runs = runs[:size]
+		older = base + "?before=" + strconv.FormatInt(runs[size-1].ID, 10)
+	}
+	if f.Before > 0 {
+		newer = base
+	}
+	return toViews(runs), older, newer, nil
+}
+
+func (s *server) showRuns(c echo.Context) error {
+	runs, older, newer, err := s.historyPage(c, "/runs", jobs.Filter{})
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.RunsPage(runs, older, newer))
+}
+
+func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, values map[string]string, perr *jobs.ParamError) (views.JobPage, error) {
+	p := views.JobPage{Name: j.Name, Description: j.Description, Confirm: j.Confirm, Lock: j.Lock}
+	if j.Timeout > 0 {
+		p.Timeout = j.Timeout.String()
+	}
+	for _, prm := range j.Params {
+		f := views.Field{Name: prm.Name, Description: prm.Description, Required: prm.Required,
+			Choices: prm.Choices, Pattern: prm.Pattern, Value: prm.Default}
+		if v, ok := values[prm.Name]; ok {
+			f.Value = v
+		}
+		if perr != nil && perr.Field == prm.Name {
+			f.Error = perr.Msg
+		}
+		p.Fields = append(p.Fields, f)
+	}
+	if perr != nil && !slices.ContainsFunc(p.Fields, func(f views.Field) bool { return f.Error != "" }) {
+		p.FormError = perr.Error()
+	}
+	var err error
+	p.Runs, p.Older, p.Newer, err = s.historyPage(c, "/jobs/"+j.Name, jobs.Filter{Job: j.Name})
+	if err != nil {
+		return p, err
+	}
+	recent, err := s.runner.List(ctx, jobs.Filter{Job: j.Name, Limit: 50,
+		States: []jobs.State{jobs.Succeeded, jobs.Failed, jobs.Canceled, jobs.TimedOut, jobs.Interrupted}})
+	if err != nil {
+		return p, err
+	}
+	for i := len(recent) - 1; i >= 0; i-- {
+		r := recent[i]
+		p.Bars = append(p.Bars, views.Bar{ID: r.ID, State: string(r.State), Seconds: r.Duration(time.Now()).Seconds()})
+	}
+	return p, nil
+}
+
+func (s *server) showJob(c echo.Context) error {
+	j, err := s.runner.Config().Job(c.Param("job"))
+	if err != nil {
+		return err
+	}
+	p, err := s.jobPage(c.Request().Context(), c, j, nil, nil)
+	if err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.JobView(p))
+}
+
+// submitRun triggers a run from the job form (or the dashboard's Run
+// button); invalid values come back beside their fields.
+func (s *server) submitRun(c echo.Context) error {
+	j, err := s.runner.Config().Job(c.Param("job"))
+	if err != nil {
+		return err
+	}
+	form, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	values := map[string]string{}
+	for _, p := range j.Params {
+		if v, ok := form[p.Name]; ok {
+			values[p.Name] = strings.TrimSpace(v[0])
+		}
+	}
+	ctx := c.Request().Context()
+	if _, err := j.ValidateParams(values); err != nil {
+		var perr *jobs.ParamError
+		if !errors.As(err, &perr) {
+			return err
+		}
+		p, err := s.jobPage(ctx, c, j, values, perr)
+		if err != nil {
+			return err
+		}
+		return render(c, http.StatusUnprocessableEntity, views.JobView(p))
+	}
+	if j.Confirm && form.Get("_confirm") != "yes" {
+		p, err := s.jobPage(ctx, c, j, values, nil)
+		if err != nil {
+			return err
+		}
+		p.Confirming = true
+		return render(c, http.StatusOK, views.JobView(p))
+	}
+	run, err := s.runner.Trigger(ctx, j.Name, values, triggeredBy(c))
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(run.ID, 10))
+}
+
+// readForm parses a small urlencoded body.
+func readForm(c echo.Context) (url.Values, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10+1))
+	if err != nil {
+		return nil, fmt.Errorf("read form: %w", err)
+	}
+	if len(body) > 64<<10 {
+		return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: "form too large"}
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequest("", "malformed form: %v", err)
+	}
+	return form, nil
+}
+
+func (s *server) showRun(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	run, err := s.runner.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes}
+	for _, a := range run.Annotations {
+		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Line: a.Line})
+	}
+	if c.QueryParam("part") == "head" {
+		return render(c, http.StatusOK, views.RunHead(p))
+	}
+	path := s.runner.LogPath(id)
+	end, err := streams.LogEnd(path)
+	if err != nil {
+		return fmt.Errorf("find log end: %w", err)
+	}
+	start, err := streams.TailOffset(path, tailLines, end)
+	if err != nil {
+		return fmt.Errorf("find log tail: %w", err)
+	}
+	before, err := streams.CountLines(path, start)
+	if err != nil {
+		return fmt.Errorf("count lines: %w", err)
+	}
+	p.TailFirst = before + 1
+	p.Tail, err = readPlainLines(path, start, end)
+	if err != nil {
+		return err
+	}
+	p.LogLines = before + int64(len(p.Tail))
+	return render(c, http.StatusOK, views.RunView(p))
+}
+
+// readPlainLines reads the lines in [start, end) as plain text: escape
+// sequences removed, carriage returns resolved as a terminal would.
+func readPlainLines(path string, start, end int64) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, end-start)
+	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	var out []string
+	for _, l := range strings.SplitAfter(string(buf), "\n") {
+		if l == "" {
+			continue
+		}
+		out = append(out, views.PlainLine(strings.TrimSuffix(l, "\n")))
+	}
+	return out, nil
+}
+
+func (s *server) cancelRunForm(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.runner.Cancel(c.Request().Context(), id); err != nil && !errors.Is(err, jobs.ErrFinished) {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(id, 10))
+}
+
+func (s *server) rerunRunForm(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(run.ID, 10))
 }

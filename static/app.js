@@ -1,0 +1,378 @@
+// shiplog page script: relative times, live durations, and the log viewer.
+// No build step; plain modern JavaScript.
+(() => {
+  'use strict';
+
+  // ---- times -------------------------------------------------------------
+  const fmtDur = (ms) => {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
+    return `${Math.floor(s / 3600)}h ${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
+  };
+  const fmtRel = (t) => {
+    const s = Math.round((Date.now() - t) / 1000);
+    if (s < 10) return 'just now';
+    if (s < 60) return `${s}s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return new Date(t).toLocaleDateString();
+  };
+  const tick = () => {
+    for (const el of document.querySelectorAll('time[data-rel]')) el.textContent = fmtRel(Date.parse(el.dateTime));
+    for (const el of document.querySelectorAll('[data-since]')) el.textContent = fmtDur(Date.now() - Date.parse(el.dataset.since));
+  };
+  setInterval(tick, 1000);
+  document.addEventListener('DOMContentLoaded', tick);
+  document.addEventListener('htmx:afterSettle', tick);
+
+  // ---- ANSI --------------------------------------------------------------
+  const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+  // CSI sequences, OSC strings, and the few two-byte escapes.
+  const ESC_RE = /\x1b\[([0-9;:?]*)([ -\/]*[@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_=>78]/g;
+  const strip = (s) => s.replace(ESC_RE, '');
+  const cube = [0, 95, 135, 175, 215, 255];
+  const color256 = (n) => {
+    if (n < 16) return null;
+    if (n < 232) { n -= 16; return `rgb(${cube[Math.floor(n / 36)]},${cube[Math.floor(n / 6) % 6]},${cube[n % 6]})`; }
+    const g = 8 + (n - 232) * 10; return `rgb(${g},${g},${g})`;
+  };
+  // Renders text with SGR styles as HTML; other escapes are dropped.
+  function ansi(s) {
+    if (s.indexOf('\x1b') < 0) return esc(s);
+    let out = '', st = {}, last = 0, m;
+    const open = () => {
+      const cls = [], css = [];
+      if (st.b) cls.push('b'); if (st.d) cls.push('d'); if (st.i) cls.push('i'); if (st.u) cls.push('u'); if (st.s) cls.push('s');
+      let fg = st.fg, bg = st.bg;
+      if (st.inv) [fg, bg] = [bg ?? 0, fg ?? 7];
+      if (typeof fg === 'number') cls.push('f' + fg); else if (fg) css.push('color:' + fg);
+      if (typeof bg === 'number') cls.push('g' + bg); else if (bg) css.push('background:' + bg);
+      if (!cls.length && !css.length) return '';
+      return `<span${cls.length ? ` class="${cls.join(' ')}"` : ''}${css.length ? ` style="${css.join(';')}"` : ''}>`;
+    };
+    let span = '';
+    const text = (t) => { if (t) out += span ? span + esc(t) + '</span>' : esc(t); };
+    ESC_RE.lastIndex = 0;
+    while ((m = ESC_RE.exec(s))) {
+      text(s.slice(last, m.index));
+      last = ESC_RE.lastIndex;
+      if (m[2] !== 'm') continue;
+      const p = m[1] === '' ? [0] : m[1].split(/[;:]/).map((x) => parseInt(x || '0', 10));
+      for (let k = 0; k < p.length; k++) {
+        const c = p[k];
+        if (c === 0) st = {};
+        else if (c === 1) st.b = true; else if (c === 2) st.d = true; else if (c === 3) st.i = true;
+        else if (c === 4) st.u = true; else if (c === 7) st.inv = true; else if (c === 9) st.s = true;
+        else if (c === 22) st.b = st.d = false; else if (c === 23) st.i = false; else if (c === 24) st.u = false;
+        else if (c === 27) st.inv = false; else if (c === 29) st.s = false;
+        else if (c >= 30 && c <= 37) st.fg = c - 30; else if (c >= 90 && c <= 97) st.fg = c - 82;
+        else if (c >= 40 && c <= 47) st.bg = c - 40; else if (c >= 100 && c <= 107) st.bg = c - 92;
+        else if (c === 39) st.fg = undefined; else if (c === 49) st.bg = undefined;
+        else if (c === 38 || c === 48) {
+          let v;
+          if (p[k + 1] === 5) { const n = p[k + 2]; v = n < 16 ? n : color256(n); k += 2; }
+          else if (p[k + 1] === 2) { v = `rgb(${p[k + 2] | 0},${p[k + 3] | 0},${p[k + 4] | 0})`; k += 4; }
+          if (c === 38) st.fg = v; else st.bg = v;
+        }
+      }
+      span = open();
+    }
+    text(s.slice(last));
+    return out;
+  }
+
+  // A line holding \r shows what a terminal would: each part overwrites the
+  // start of what came before.
+  function carriage(s) {
+    if (s.indexOf('\r') < 0) return s;
+    if (s.endsWith('\r')) s = s.replace(/\r+$/, '');
+    const parts = s.split('\r');
+    if (parts.length === 1) return s;
+    if (s.indexOf('\x1b') >= 0) {
+      for (let i = parts.length - 1; i >= 0; i--) if (strip(parts[i])) return parts[i];
+      return '';
+    }
+    let cur = '';
+    for (const p of parts) cur = p + cur.slice(p.length);
+    return cur;
+  }
+
+  // SSE lines that needed escaping start with \x1e (see the README).
+  const decode = (v) => (v.charCodeAt(0) !== 0x1e ? v : v.slice(1).replace(/\\(.)/g, (_, c) => (c === 'r' ? '\r' : c)));
+
+  // ---- log viewer --------------------------------------------------------
+  const H = 20; // row height in px (see .log-view line-height)
+  const OVERSCAN = 40;
+  const K_PLAIN = 0, K_GROUP = 1, K_END = 2, K_CMD = 3, K_ERR = 4, K_WARN = 5, K_NOTE = 6, K_MARK = 7;
+  const classify = (t) => {
+    if (t.startsWith('::')) {
+      if (t.startsWith('::group::')) return K_GROUP;
+      if (t.startsWith('::endgroup::')) return K_END;
+      if (/^::error[ :]/.test(t)) return K_ERR;
+      if (/^::warning[ :]/.test(t)) return K_WARN;
+      if (/^::notice[ :]/.test(t)) return K_NOTE;
+      if (/^::(progress|add-mask|debug)[ :]/.test(t)) return K_CMD;
+    }
+    if (t.endsWith('[shiplog: line longer than 4 MiB split here]')) return K_MARK;
+    return K_PLAIN;
+  };
+  const KIND_CLASS = ['', 'grp', 'cmd', 'cmd', 'ann-error', 'ann-warning', 'ann-notice', 'marker'];
+
+  class LogView {
+    constructor(root) {
+      this.root = root;
+      this.url = root.dataset.events;
+      this.lines = [];     // raw lines
+      this.kinds = [];     // K_* per line
+      this.parent = [];    // index of the enclosing group header, or -1
+      this.stack = [];     // open groups while reading
+      this.closed = new Set();
+      this.visible = null; // indices shown when some group is closed
+      this.first = 1;      // line number of lines[0]
+      this.follow = true;
+      this.target = -1;    // index of the #L line
+      this.wantLine = this.hashLine();
+      this.matches = []; this.cur = -1; this.query = '';
+      this.offset = null;  // last event id
+      this.finished = false;
+      this.build();
+      this.connect();
+    }
+
+    build() {
+      const r = this.root;
+      r.querySelector('.log-static').remove();
+      this.view = document.createElement('div');
+      this.view.className = 'log-view';
+      this.view.tabIndex = 0;
+      this.view.setAttribute('role', 'log');
+      this.view.setAttribute('aria-label', 'Log lines');
+      this.view.dataset.testid = 'log-view';
+      this.sizer = document.createElement('div');
+      this.rows = document.createElement('div');
+      this.rows.className = 'log-rows';
+      this.jump = document.createElement('button');
+      this.jump.className = 'btn small jump';
+      this.jump.textContent = 'Jump to latest ↓';
+      this.jump.hidden = true;
+      this.jump.dataset.testid = 'jump';
+      this.view.append(this.sizer, this.rows);
+      const wrap = document.createElement('div');
+      wrap.style.position = 'relative';
+      wrap.append(this.view, this.jump);
+      r.querySelector('.log-bar').after(wrap);
+      this.foot = r.querySelector('[data-testid=log-size]');
+      for (const el of r.querySelectorAll('.log-bar [hidden]')) el.hidden = false;
+      this.search = r.querySelector('input[type=search]');
+      this.countEl = r.querySelector('.count');
+      this.followBox = r.querySelector('[data-opt=follow]');
+      this.wrapBox = r.querySelector('[data-opt=wrap]');
+
+      let debounce;
+      this.search.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(() => this.find(this.search.value), 150); });
+      this.search.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); this.step(e.shiftKey ? -1 : 1); } });
+      r.querySelector('[data-act=next]').addEventListener('click', () => this.step(1));
+      r.querySelector('[data-act=prev]').addEventListener('click', () => this.step(-1));
+      this.followBox.addEventListener('change', () => this.setFollow(this.followBox.checked));
+      this.wrapBox.addEventListener('change', () => { r.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); });
+      this.jump.addEventListener('click', () => this.setFollow(true));
+      this.view.addEventListener('scroll', () => this.onScroll(), { passive: true });
+      this.view.addEventListener('wheel', (e) => { if (e.deltaY < 0) this.setFollow(false, true); }, { passive: true });
+      this.view.addEventListener('keydown', (e) => { if (['ArrowUp', 'PageUp', 'Home'].includes(e.key)) this.setFollow(false, true); });
+      this.rows.addEventListener('click', (e) => this.onClick(e));
+      window.addEventListener('hashchange', () => { this.wantLine = this.hashLine(); this.seekWanted(); });
+      window.addEventListener('resize', () => this.schedule());
+      document.addEventListener('keydown', (e) => {
+        if (e.key === '/' && document.activeElement !== this.search && !/INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) {
+          e.preventDefault(); this.search.focus();
+        }
+      });
+    }
+
+    hashLine() { const m = /^#L(\d+)$/.exec(location.hash); return m ? parseInt(m[1], 10) : 0; }
+
+    connect() {
+      const url = this.offset === null ? this.url : `${this.url}?after=${this.offset}`;
+      const es = new EventSource(url);
+      this.es = es;
+      es.addEventListener('window', (e) => {
+        if (this.offset !== null) return; // a reconnect: we know where we are
+        const w = JSON.parse(e.data);
+        this.first = w.line;
+      });
+      es.addEventListener('log', (e) => {
+        this.offset = e.lastEventId;
+        this.append(e.data.split('\n').map(decode));
+      });
+      es.addEventListener('status', () => document.body.dispatchEvent(new CustomEvent('shiplog:status')));
+      es.addEventListener('end', () => {
+        es.close();
+        this.finished = true;
+        this.root.dataset.finished = 'true';
+        document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+        this.schedule();
+      });
+      es.onerror = () => {
+        if (this.finished) return;
+        // EventSource retries by itself with Last-Event-ID; if it gave up
+        // (an HTTP error), start again from our own offset.
+        if (es.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), 2000);
+      };
+    }
+
+    append(batch) {
+      for (const t of batch) {
+        const i = this.lines.length;
+        const k = classify(t);
+        this.lines.push(t);
+        this.kinds.push(k);
+        this.parent.push(this.stack.length ? this.stack[this.stack.length - 1] : -1);
+        if (k === K_GROUP) this.stack.push(i);
+        else if (k === K_END && this.stack.length) this.stack.pop();
+        if (this.query && this.matchLine(i)) this.matches.push(i);
+        if (this.visible && !this.hidden(i)) this.visible.push(i);
+      }
+      this.seekWanted();
+      this.schedule();
+    }
+
+    hidden(i) {
+      for (let p = this.kinds[i] === K_END ? i : this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) return true;
+      return false;
+    }
+
+    toggleGroup(i) {
+      if (this.closed.has(i)) this.closed.delete(i); else this.closed.add(i);
+      if (!this.closed.size) this.visible = null;
+      else {
+        const v = [];
+        for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
+        this.visible = v;
+      }
+      this.schedule();
+    }
+
+    count() { return this.visible ? this.visible.length : this.lines.length; }
+    indexAt(row) { return this.visible ? this.visible[row] : row; }
+    rowOf(i) {
+      if (!this.visible) return i;
+      let lo = 0, hi = this.visible.length - 1;
+      while (lo <= hi) { const mid = (lo + hi) >> 1; if (this.visible[mid] < i) lo = mid + 1; else hi = mid - 1; }
+      return lo;
+    }
+
+    schedule() {
+      if (this.pending) return;
+      this.pending = true;
+      requestAnimationFrame(() => { this.pending = false; this.render(); });
+    }
+
+    render() {
+      const n = this.count();
+      this.sizer.style.height = `${n * H + 8}px`;
+      if (this.follow) { this.auto = true; this.view.scrollTop = this.view.scrollHeight; }
+      const top = this.view.scrollTop, h = this.view.clientHeight || 600;
+      const start = Math.max(0, Math.floor(top / H) - OVERSCAN);
+      const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
+      let html = '';
+      const cur = this.cur >= 0 ? this.matches[this.cur] : -1;
+      const matchSet = this.matchSet;
+      for (let r = start; r < end; r++) {
+        const i = this.indexAt(r);
+        const k = this.kinds[i];
+        let cls = 'l';
+        if (KIND_CLASS[k]) cls += ' ' + KIND_CLASS[k];
+        if (k === K_GROUP && this.closed.has(i)) cls += ' closed';
+        if (i === this.target) cls += ' target';
+        if (matchSet && matchSet.has(i)) cls += i === cur ? ' match current' : ' match';
+        const num = this.first + i;
+        let t = this.lines[i];
+        if (k === K_GROUP) t = t.slice(9);
+        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a><span class="t">${ansi(carriage(t))}</span></div>`;
+      }
+      this.rows.style.transform = `translateY(${start * H}px)`;
+      this.rows.innerHTML = html;
+      this.foot.textContent = `${(this.first - 1 + this.lines.length).toLocaleString()} lines${this.finished ? '' : ' · live'}`;
+    }
+
+    onScroll() {
+      if (this.auto) { this.auto = false; this.schedule(); return; }
+      const atEnd = this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
+      if (atEnd && !this.follow && !this.userScrolled) this.setFollow(true);
+      else if (!atEnd) this.setFollow(false, true);
+      this.userScrolled = false;
+      this.schedule();
+    }
+
+    setFollow(on, byUser) {
+      if (this.follow === on) { this.jump.hidden = on; return; }
+      this.follow = on;
+      this.followBox.checked = on;
+      this.jump.hidden = on;
+      if (byUser) this.userScrolled = true;
+      this.schedule();
+    }
+
+    scrollToIndex(i) {
+      this.setFollow(false, true);
+      const row = this.rowOf(i);
+      this.auto = true;
+      this.view.scrollTop = Math.max(0, row * H - this.view.clientHeight / 3);
+      this.schedule();
+    }
+
+    seekWanted() {
+      if (!this.wantLine) return;
+      const i = this.wantLine - this.first;
+      if (i < 0 || i >= this.lines.length) return;
+      this.wantLine = 0;
+      // A line inside a closed group opens it.
+      for (let p = this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) this.toggleGroup(p);
+      this.target = i;
+      this.scrollToIndex(i);
+    }
+
+    onClick(e) {
+      const row = e.target.closest('.l');
+      if (!row) return;
+      const i = parseInt(row.dataset.i, 10);
+      if (e.target.classList.contains('n')) {
+        e.preventDefault();
+        history.replaceState(null, '', `#L${this.first + i}`);
+        this.target = i;
+        this.setFollow(false, true);
+        this.schedule();
+      } else if (this.kinds[i] === K_GROUP && !getSelection().toString()) {
+        this.toggleGroup(i);
+      }
+    }
+
+    matchLine(i) { return strip(carriage(this.lines[i])).toLowerCase().includes(this.query); }
+
+    find(q) {
+      this.query = q.toLowerCase();
+      this.matches = [];
+      this.cur = -1;
+      if (this.query) for (let i = 0; i < this.lines.length; i++) if (this.matchLine(i)) this.matches.push(i);
+      this.matchSet = this.query ? new Set(this.matches) : null;
+      if (this.matches.length) this.step(1);
+      else { this.countEl.textContent = this.query ? 'no matches' : ''; this.schedule(); }
+    }
+
+    step(d) {
+      if (!this.matches.length) return;
+      if (this.matchSet.size !== this.matches.length) this.matchSet = new Set(this.matches);
+      this.cur = (this.cur + d + this.matches.length) % this.matches.length;
+      this.countEl.textContent = `${this.cur + 1} of ${this.matches.length}`;
+      const i = this.matches[this.cur];
+      for (let p = this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) this.toggleGroup(p);
+      this.scrollToIndex(i);
+    }
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    const el = document.getElementById('log');
+    if (el && window.EventSource) window.shiplogLog = new LogView(el);
+  });
+})();

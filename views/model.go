@@ -1,0 +1,144 @@
+// Package views renders shiplog's pages with templ. Components take the plain
+// view values below and never query anything.
+package views
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// KV is one parameter of a run.
+type KV struct{ Key, Value string }
+
+// Run is a run as the pages show it.
+type Run struct {
+	ID          int64
+	Job         string
+	State       string
+	Finished    bool
+	Params      []KV
+	TriggeredBy string
+	QueuedAt    time.Time
+	StartedAt   *time.Time
+	FinishedAt  *time.Time
+	ExitCode    *int
+	Error       string
+	Percent     int
+	Message     string
+	HasProgress bool
+	RerunOf     int64
+}
+
+// Job is one row of the dashboard.
+type Job struct {
+	Name        string
+	Description string
+	Last        *Run
+	// Direct means the Run button can start it at once: no params to fill in
+	// and no confirmation asked.
+	Direct bool
+}
+
+// Dashboard is the front page.
+type Dashboard struct {
+	Jobs   []Job
+	Active []Run
+}
+
+// Field is one parameter input of a job's form.
+type Field struct {
+	Name        string
+	Description string
+	Value       string
+	Required    bool
+	Choices     []string
+	Pattern     string
+	Error       string
+}
+
+// Bar is one run in the duration chart.
+type Bar struct {
+	ID      int64
+	State   string
+	Seconds float64
+}
+
+// JobPage is a job: its form, history and chart.
+type JobPage struct {
+	Name        string
+	Description string
+	Confirm     bool
+	Lock        string
+	Timeout     string
+	Fields      []Field
+	FormError   string
+	Confirming  bool // show the confirmation step for the submitted values
+	Runs        []Run
+	Older       string // URL of the next page of history, if any
+	Newer       string
+	Bars        []Bar
+}
+
+// Annotation is a notice, warning or error of a run.
+type Annotation struct {
+	Level, Title, Message string
+	Line                  int64
+}
+
+// RunPage is a run with its log.
+type RunPage struct {
+	Run         Run
+	Annotations []Annotation
+	// Tail is the end of the log, rendered for readers without JavaScript.
+	Tail      []string
+	TailFirst int64 // line number of Tail[0]
+	LogLines  int64
+	LogBytes  int64
+}
+
+// ErrorPage is shown for a failed page request.
+type ErrorPage struct {
+	Status  int
+	Message string
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func runURL(id int64) string { return "/runs/" + itoa(id) }
+
+func jobURL(name string) string { return "/jobs/" + name }
+
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func clock(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+
+// Duration formats d like "1m 04s".
+func Duration(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm %02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh %02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func (r Run) duration() string {
+	if r.StartedAt == nil || r.FinishedAt == nil {
+		return ""
+	}
+	return Duration(r.FinishedAt.Sub(*r.StartedAt))
+}
+
+func stateLabel(s string) string {
+	switch s {
+	case "timed_out":
+		return "timed out"
+	case "":
+		return "never run"
+	}
+	return s
+}
