@@ -268,3 +268,55 @@ func TestHealthAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard polls every 2 s; an unchanged answer is a 304 with no body,
+// and a change is seen at the next poll.
+func TestDashboardPollIsCheapWhenUnchanged(t *testing.T) {
+	s := startServer(t, apiConfig)
+	code, hdr, body := s.do("GET", "/", "", "HX-Request", "true")
+	etag := hdr.Get("ETag")
+	if code != 200 || etag == "" || strings.Contains(string(body), "<html") || !strings.Contains(string(body), `hx-trigger="every 2s"`) {
+		t.Fatalf("partial: %d %q %.200s", code, etag, body)
+	}
+	if code, _, body := s.do("GET", "/", "", "HX-Request", "true", "If-None-Match", etag); code != 304 || len(body) != 0 {
+		t.Errorf("unchanged poll: %d %q", code, body)
+	}
+	s.waitRun(s.trigger("quick", nil).ID, isFinished)
+	if code, hdr, _ := s.do("GET", "/", "", "HX-Request", "true", "If-None-Match", etag); code != 200 || hdr.Get("ETag") == etag {
+		t.Errorf("poll after a run: %d", code)
+	}
+}
+
+func TestPagesRenderWithoutJavaScript(t *testing.T) {
+	s := startServer(t, apiConfig)
+	run := s.trigger("quick", nil)
+	s.waitRun(run.ID, isFinished)
+	for path, want := range map[string]string{
+		"/":                              "quick",
+		"/jobs/deploy":                   `<select id="p-ENV" name="ENV" required`,
+		"/runs":                          fmt.Sprintf("#%d", run.ID),
+		fmt.Sprintf("/runs/%d", run.ID):  `<span id="L1">quick`,
+		fmt.Sprintf("/runs/%d/", run.ID): "",
+		"/jobs/nope":                     "unknown job",
+		"/runs/abc":                      "invalid run id",
+	} {
+		code, hdr, body := s.do("GET", path, "", "Accept", "text/html")
+		if want == "" {
+			continue
+		}
+		if !strings.Contains(string(body), want) {
+			t.Errorf("%s (%d %s): lacks %q", path, code, hdr.Get("Content-Type"), want)
+		}
+	}
+	// Assets are content-addressed and cached for good.
+	_, _, page := s.do("GET", "/", "")
+	i := strings.Index(string(page), "/static/app.")
+	asset := string(page[i : i+strings.IndexByte(string(page[i:]), '"')])
+	code, hdr, _ := s.do("GET", asset, "")
+	if code != 200 || !strings.Contains(hdr.Get("Cache-Control"), "immutable") {
+		t.Errorf("%s: %d %v", asset, code, hdr)
+	}
+	if code, _, _ := s.do("GET", "/static/app.css", ""); code != 404 {
+		t.Errorf("unhashed asset: %d", code)
+	}
+}

@@ -178,8 +178,10 @@
       this.wrapBox.addEventListener('change', () => { r.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); });
       this.jump.addEventListener('click', () => this.setFollow(true));
       this.view.addEventListener('scroll', () => this.onScroll(), { passive: true });
-      this.view.addEventListener('wheel', (e) => { if (e.deltaY < 0) this.setFollow(false, true); }, { passive: true });
-      this.view.addEventListener('keydown', (e) => { if (['ArrowUp', 'PageUp', 'Home'].includes(e.key)) this.setFollow(false, true); });
+      // The user's own move up stops following at once, even while lines
+      // keep pinning the view to the end.
+      this.view.addEventListener('wheel', (e) => { if (e.deltaY < 0 && this.follow) this.setFollow(false); }, { passive: true });
+      this.view.addEventListener('keydown', (e) => { if (['ArrowUp', 'PageUp', 'Home'].includes(e.key) && this.follow) this.setFollow(false); });
       this.rows.addEventListener('click', (e) => this.onClick(e));
       window.addEventListener('hashchange', () => { this.wantLine = this.hashLine(); this.seekWanted(); });
       window.addEventListener('resize', () => this.schedule());
@@ -233,8 +235,17 @@
         if (this.query && this.matchLine(i)) this.matches.push(i);
         if (this.visible && !this.hidden(i)) this.visible.push(i);
       }
+      this.resize();
       this.seekWanted();
       this.schedule();
+    }
+
+    // The sizer gives the view its full scroll height; it must grow before
+    // anything scrolls to a new line, or the browser clamps the scroll.
+    // A following view stays pinned to the end as it grows.
+    resize() {
+      this.sizer.style.height = `${this.count() * H + 8}px`;
+      if (this.follow) this.view.scrollTop = this.view.scrollHeight;
     }
 
     hidden(i) {
@@ -250,6 +261,7 @@
         for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
         this.visible = v;
       }
+      this.resize();
       this.schedule();
     }
 
@@ -270,8 +282,8 @@
 
     render() {
       const n = this.count();
-      this.sizer.style.height = `${n * H + 8}px`;
-      if (this.follow) { this.auto = true; this.view.scrollTop = this.view.scrollHeight; }
+      this.resize();
+      if (this.follow) this.view.scrollTop = this.view.scrollHeight;
       const top = this.view.scrollTop, h = this.view.clientHeight || 600;
       const start = Math.max(0, Math.floor(top / H) - OVERSCAN);
       const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
@@ -296,29 +308,24 @@
       this.foot.textContent = `${(this.first - 1 + this.lines.length).toLocaleString()} lines${this.finished ? '' : ' · live'}`;
     }
 
+    // Following means being at the end: scrolling away stops it, scrolling
+    // back to the end (or "Jump to latest") resumes it.
     onScroll() {
-      if (this.auto) { this.auto = false; this.schedule(); return; }
       const atEnd = this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
-      if (atEnd && !this.follow && !this.userScrolled) this.setFollow(true);
-      else if (!atEnd) this.setFollow(false, true);
-      this.userScrolled = false;
+      if (atEnd !== this.follow) this.setFollow(atEnd);
       this.schedule();
     }
 
-    setFollow(on, byUser) {
-      if (this.follow === on) { this.jump.hidden = on; return; }
+    setFollow(on) {
       this.follow = on;
       this.followBox.checked = on;
       this.jump.hidden = on;
-      if (byUser) this.userScrolled = true;
       this.schedule();
     }
 
     scrollToIndex(i) {
-      this.setFollow(false, true);
-      const row = this.rowOf(i);
-      this.auto = true;
-      this.view.scrollTop = Math.max(0, row * H - this.view.clientHeight / 3);
+      this.setFollow(false);
+      this.view.scrollTop = Math.max(0, this.rowOf(i) * H - this.view.clientHeight / 3);
       this.schedule();
     }
 
@@ -341,8 +348,7 @@
         e.preventDefault();
         history.replaceState(null, '', `#L${this.first + i}`);
         this.target = i;
-        this.setFollow(false, true);
-        this.schedule();
+        this.setFollow(false);
       } else if (this.kinds[i] === K_GROUP && !getSelection().toString()) {
         this.toggleGroup(i);
       }

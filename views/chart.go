@@ -2,6 +2,9 @@ package views
 
 import "time"
 
+// chartSlots is how many runs the duration chart has room for.
+const chartSlots = 50
+
 func maxSeconds(bars []Bar) float64 {
 	m := 0.0
 	for _, b := range bars {

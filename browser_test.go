@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium for one test; tests skip without it (CI
+// installs it).
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed (apt-get install chromium)")
+	}
+	// Removed by hand once the browser has closed: t.TempDir's cleanup can
+	// race Chromium's last writes.
+	profile, err := os.MkdirTemp("", "shiplog-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1400, 1000),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		_ = chromedp.Cancel(ctx) // closes the browser and waits for it
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		_ = os.RemoveAll(profile)
+	})
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+func must(t *testing.T, ctx context.Context, actions ...chromedp.Action) {
+	t.Helper()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// until waits for a JavaScript expression to be true.
+func until(expr string) chromedp.Action {
+	return chromedp.Poll(expr, nil, chromedp.WithPollingInterval(20*time.Millisecond))
+}
+
+// afterNavigation waits for expr on the page a click navigated to: a poll
+// begun before the new page replaces the old one is retried.
+func afterNavigation(t *testing.T, ctx context.Context, expr string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		err := chromedp.Run(ctx, chromedp.WaitReady("body"), until(expr))
+		if err == nil {
+			return
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "navigated") {
+			t.Fatal(err)
+		}
+	}
+}
+
+// logHas is true once a rendered log row's text equals text.
+func logHas(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll('.log-view .l .t')].some(e => e.textContent === %q)`, text)
+}
+
+const browserConfig = `
+jobs:
+  deploy:
+    description: Deploy with a gate the test opens
+    confirm: true
+    env: {GATE: $$GATE}
+    params:
+      - {name: ENV, required: true, choices: [staging, prod]}
+      - {name: VERSION, default: v1.0.0, pattern: 'v[0-9]+\.[0-9]+\.[0-9]+'}
+    run: |
+      printf '\033[1;32mdeploying\033[0m %s to %s\n' "$VERSION" "$ENV"
+      printf 'bar 10%%\rbar 55%%\rbar 100%%\n'
+      echo "::group::Details"
+      echo "inside the group"
+      echo "::endgroup::"` + gateScript + `
+  numbers:
+    params: [{name: N, default: "500"}]
+    run: |
+      awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "row %d of %d%s\n", i, n, (i % 97 == 0 ? " needle" : "") }'
+`
+
+func TestBrowserTriggerFromFormWatchLiveAndCancel(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+
+	// A value failing its pattern comes back beside its field.
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/jobs/deploy"),
+		chromedp.WaitVisible(`[data-testid=run-form]`),
+		chromedp.SetValue(`#p-ENV`, "prod"),
+		chromedp.SetValue(`#p-VERSION`, "latest; rm -rf /"),
+		chromedp.Click(`[data-testid=submit]`),
+		chromedp.WaitVisible(`[data-testid=error-VERSION]`),
+	)
+	var msg string
+	must(t, ctx, chromedp.Text(`[data-testid=error-VERSION]`, &msg))
+	if !strings.Contains(msg, "must match") {
+		t.Errorf("field error %q", msg)
+	}
+	// Fix it, confirm, and land on the run page watching it live.
+	must(t, ctx,
+		chromedp.SetValue(`#p-VERSION`, "v2.0.1"),
+		chromedp.Click(`[data-testid=submit]`),
+		chromedp.WaitVisible(`[data-testid=confirm]`),
+		chromedp.Click(`[data-testid=confirm-run]`),
+		chromedp.WaitVisible(`[data-testid=log-view]`),
+		until(logHas("deploying v2.0.1 to prod")),
+		until(logHas("waiting for the gate")),
+	)
+	var loc string
+	must(t, ctx, chromedp.Location(&loc))
+	var id int64
+	if _, err := fmt.Sscanf(loc, s.URL+"/runs/%d", &id); err != nil {
+		t.Fatalf("after submit at %s", loc)
+	}
+	// A \r progress line shows its final state.
+	must(t, ctx, until(logHas("bar 100%")))
+	// Lines printed now appear live, and the state follows.
+	s.release(id)
+	must(t, ctx,
+		until(logHas("released")),
+		until(`document.querySelector('#run-head [data-testid=state]').textContent === 'succeeded'`),
+	)
+	// Groups collapse.
+	must(t, ctx,
+		chromedp.Evaluate(`document.querySelector('.l.grp .t').click(); true`, nil),
+		until(`document.querySelector('.l.grp.closed') && !`+logHas("inside the group")),
+	)
+
+	// Cancel a run from its page.
+	run := s.trigger("deploy", map[string]string{"ENV": "staging"})
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("waiting for the gate")),
+		chromedp.Click(`[data-testid=cancel]`),
+	)
+	afterNavigation(t, ctx, `document.querySelector('#run-head [data-testid=state]')?.textContent === 'canceled'`)
+	if got := s.waitRun(run.ID, isFinished); got.State != "canceled" {
+		t.Errorf("state %s", got.State)
+	}
+}
+
+func TestBrowserPermalinkAndSearch(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("numbers", nil)
+	s.waitRun(run.ID, isFinished)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d#L250", s.URL, run.ID)),
+		until(`document.querySelector('#L250.target') !== null`),
+	)
+	var visible bool
+	must(t, ctx, chromedp.Evaluate(`(() => {
+		const r = document.getElementById('L250').getBoundingClientRect();
+		const v = document.querySelector('.log-view').getBoundingClientRect();
+		return r.top >= v.top && r.bottom <= v.bottom;
+	})()`, &visible))
+	if !visible {
+		t.Error("#L250 is not scrolled into view")
+	}
+	// Search finds and jumps between matches.
+	must(t, ctx,
+		chromedp.SendKeys(`[data-testid=search]`, "NEEDLE"),
+		until(`document.querySelector('[data-testid=search-count]').textContent === '1 of 5'`),
+		until(`document.querySelector('.l.match.current .t')?.textContent === 'row 97 of 500 needle'`),
+		chromedp.Click(`[data-act=next]`),
+		until(`document.querySelector('[data-testid=search-count]').textContent === '2 of 5'`),
+		until(`document.querySelector('.l.match.current .t')?.textContent === 'row 194 of 500 needle'`),
+	)
+}
+
+func TestBrowserBigFinishedLogLoadsAndScrolls(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("numbers", map[string]string{"N": "100000"})
+	s.waitRun(run.ID, isFinished)
+	start := time.Now()
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(`document.querySelector('[data-testid=log-size]')?.textContent === '100,000 lines'`),
+		until(logHas("row 100000 of 100000")),
+	)
+	t.Logf("100,000 lines loaded in %v", time.Since(start).Round(time.Millisecond))
+	// Scroll to the middle: the rows there render, and the DOM stays small.
+	var rows int
+	must(t, ctx,
+		chromedp.Evaluate(`document.querySelector('.log-view').scrollTop = 50000 * 20; true`, nil),
+		until(logHas("row 50001 of 100000")),
+		chromedp.Evaluate(`document.querySelectorAll('.log-view .l').length`, &rows),
+	)
+	if rows > 400 || rows < 20 {
+		t.Errorf("%d rows in the DOM for 100,000 lines", rows)
+	}
+	if !strings.Contains(string(s.logFile(run.ID)[:20]), "row 1 of") {
+		t.Error("log file")
+	}
+}
+
+// TestBrowserScreenshots saves the three pages, light and dark, to
+// $SHIPLOG_SCREENSHOTS (the README shows them from testdata/screenshots).
+func TestBrowserScreenshots(t *testing.T) {
+	dir := os.Getenv("SHIPLOG_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	done := s.trigger("deploy", map[string]string{"ENV": "prod", "VERSION": "v1.4.2"})
+	s.waitRun(done.ID, isWaiting)
+	s.release(done.ID)
+	s.waitRun(done.ID, isFinished)
+	s.waitRun(s.trigger("numbers", map[string]string{"N": "40"}).ID, isFinished)
+	live := s.trigger("deploy", map[string]string{"ENV": "staging", "VERSION": "v1.5.0"})
+	s.waitRun(live.ID, isWaiting)
+	pages := []struct{ name, path, ready string }{
+		{"dashboard", "/", `document.querySelector('[data-testid=active-run]') !== null`},
+		{"job", "/jobs/deploy", `document.querySelector('[data-testid=chart]') !== null`},
+		{"run", fmt.Sprintf("/runs/%d", done.ID), logHas("released")},
+	}
+	for _, scheme := range []string{"light", "dark"} {
+		for _, p := range pages {
+			var png []byte
+			must(t, ctx,
+				emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}),
+				chromedp.Navigate(s.URL+p.path),
+				until(p.ready),
+				chromedp.CaptureScreenshot(&png),
+			)
+			if err := os.WriteFile(filepath.Join(dir, p.name+"-"+scheme+".png"), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.release(live.ID)
+	s.waitRun(live.ID, isFinished)
+}
