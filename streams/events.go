@@ -51,7 +51,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	buf := make([]byte, 0, 4096)
+	var buf []byte
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, opts.Retry.Milliseconds(), 10)
 	buf = append(buf, "\n\n"...)
@@ -69,21 +69,27 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		if err := rc.Flush(); err != nil {
 			return fmt.Errorf("flush events: %w", err)
 		}
-		if cap(buf) > 1<<20 {
-			buf = make([]byte, 0, 4096) // do not keep a big buffer for an idle viewer
-		} else {
-			buf = buf[:0]
-		}
+		buf = buf[:0]
 		return nil
 	}
 
 	heartbeat := time.NewTimer(opts.Heartbeat)
 	defer heartbeat.Stop()
-	var lastStatus []byte
+	var (
+		data, lastStatus []byte
+		finished         bool
+		changed          <-chan struct{}
+		stale            = true
+	)
 	for {
-		data, finished, changed, err := status(ctx)
-		if err != nil {
-			return err
+		// The status is fetched only when it has changed, not per batch.
+		if stale {
+			var err error
+			data, finished, changed, err = status(ctx)
+			if err != nil {
+				return err
+			}
+			stale = false
 		}
 		if !bytes.Equal(data, lastStatus) {
 			buf = AppendEvent(buf, "status", data)
@@ -110,7 +116,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			if b == nil {
 				break
 			}
-			buf = AppendLogEvent(buf, b)
+			buf = b.appendEvent(buf)
 			if opts.Lines != nil {
 				opts.Lines.Add(int64(len(b.Lines)))
 			}
@@ -123,6 +129,9 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		if err := write(); err != nil {
 			return err
 		}
+		if cap(buf) > 16<<10 {
+			buf = nil // a viewer about to wait keeps no big buffer
+		}
 		heartbeat.Reset(opts.Heartbeat)
 		select {
 		case <-ctx.Done():
@@ -130,6 +139,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		case b, ok := <-cur.Wait():
 			cur.Accept(b, ok)
 		case <-changed:
+			stale = true
 		case <-heartbeat.C:
 			buf = append(buf, ": ping\n\n"...)
 		}

@@ -25,6 +25,20 @@ var ErrClosed = errors.New("streams: hub closed")
 type Batch struct {
 	Start, End int64
 	Lines      [][]byte // without their newlines
+
+	shared  bool // published by a follower to many viewers
+	once    sync.Once
+	encoded []byte
+}
+
+// appendEvent appends the batch as one SSE event. A live batch is encoded
+// once however many viewers receive it.
+func (b *Batch) appendEvent(dst []byte) []byte {
+	if !b.shared {
+		return AppendLogEvent(dst, b)
+	}
+	b.once.Do(func() { b.encoded = AppendLogEvent(nil, b) })
+	return append(dst, b.encoded...)
 }
 
 // subBuffer is how many batches wait for one subscriber. When it is full the
@@ -300,7 +314,7 @@ func (f *follower) collect(first *tail.Line) {
 	f.mu.Lock()
 	start := f.committed
 	f.mu.Unlock()
-	b := &Batch{Start: start, End: start}
+	b := &Batch{Start: start, End: start, shared: true}
 	size := 0
 	add := func(l *tail.Line) bool {
 		if l.Err != nil {
@@ -318,7 +332,7 @@ func (f *follower) collect(first *tail.Line) {
 			f.committed = l.SeekInfo.Offset
 			f.end(false)
 			f.mu.Unlock()
-			*b = Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset}
+			b = &Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset, shared: true} // the old one is in viewers' hands
 			return true
 		}
 		b.Lines = append(b.Lines, []byte(l.Text))

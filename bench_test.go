@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/streams"
+)
+
+// The load benchmark: `task bench` (go test -run '^$' -bench Load -benchtime 1x .).
+// It builds and starts the real binary, runs jobs through it, connects SSE
+// viewers over loopback, and prints each figure beside a baseline measured in
+// the same run.
+
+// printLines is the job the benchmark runs (this test binary re-executed):
+// it prints count lines at rate per second (0: as fast as it can), each
+// starting with the time it was printed, in Unix nanoseconds.
+func printLines(rate, count int) {
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	defer w.Flush()
+	var tick *time.Ticker
+	if rate > 0 {
+		tick = time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+	}
+	for i := range count {
+		if tick != nil {
+			<-tick.C
+		}
+		fmt.Fprintf(w, "%d line %d of %d: the quick brown fox jumps over the lazy dog\n", time.Now().UnixNano(), i+1, count)
+		if tick != nil {
+			w.Flush()
+		}
+	}
+}
+
+func init() {
+	// A job of the benchmark, not a test run.
+	if v := os.Getenv("SHIPLOG_BENCH_PRINT"); v != "" {
+		var rate, count int
+		fmt.Sscanf(v, "%d,%d", &rate, &count)
+		printLines(rate, count)
+		os.Exit(0)
+	}
+}
+
+type benchServer struct {
+	url  string
+	cmd  *exec.Cmd
+	data string
+}
+
+func startBinary(b *testing.B) *benchServer {
+	b.Helper()
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "shiplog")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	self, _ := os.Executable()
+	gate := filepath.Join(dir, "gate")
+	os.Mkdir(gate, 0o755)
+	cfg := fmt.Sprintf(`
+max_concurrent_runs: 8
+jobs:
+  print:
+    params: [{name: SPEC}, {name: GATED}]
+    env: {GATE: %[2]s}
+    run: |
+      if [ -n "$GATED" ]; then while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done; fi
+      SHIPLOG_BENCH_PRINT="$SPEC" %[1]q
+  idle:
+    env: {GATE: %[2]s}
+    run: |
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.05; done
+`, self, gate)
+	cfgPath := filepath.Join(dir, "shiplog.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data"), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	s := &benchServer{url: "http://" + addr, cmd: cmd, data: filepath.Join(dir, "data")}
+	for start := time.Now(); ; {
+		if resp, err := http.Get(s.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			b.Fatal("server did not start")
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the process to listen
+	}
+	return s
+}
+
+func (s *benchServer) trigger(b *testing.B, job string, params map[string]string) int64 {
+	body, _ := json.Marshal(map[string]any{"params": params})
+	resp, err := http.Post(s.url+"/api/jobs/"+job+"/runs", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var run struct{ ID int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&run); err != nil || run.ID == 0 {
+		b.Fatalf("trigger: %v %d", err, resp.StatusCode)
+	}
+	return run.ID
+}
+
+func (s *benchServer) wait(b *testing.B, id int64) {
+	etag := ""
+	for {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/runs/%d?wait=30s", s.url, id), nil)
+		req.Header.Set("If-None-Match", etag)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			etag = resp.Header.Get("ETag")
+		}
+		if st := resp.Header.Get("X-Run-State"); st != "" && st != "queued" && st != "running" {
+			return
+		}
+		_ = data
+	}
+}
+
+func (s *benchServer) rss(b *testing.B) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func (s *benchServer) release(id int64) {
+	os.WriteFile(filepath.Join(filepath.Dir(s.data), "gate", fmt.Sprintf("release-%d", id)), nil, 0o644)
+}
+
+// viewer reads one run's events; onLine sees each line.
+func viewer(ctx context.Context, url string, onLine func(string), connected ...*sync.WaitGroup) (lines int, err error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	for _, wg := range connected {
+		wg.Done()
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	dec := streams.NewDecoder(resp.Body)
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			return lines, err
+		}
+		switch ev.Name {
+		case "log":
+			for _, d := range ev.Data {
+				if onLine != nil {
+					onLine(d)
+				}
+				lines++
+			}
+		case "end":
+			return lines, nil
+		}
+	}
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// baselineLatency is a line written to a loopback socket and read back.
+func baselineLatency(b *testing.B, n int) (p50, p99 time.Duration) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for range n {
+			fmt.Fprintf(c, "%d line\n", time.Now().UnixNano())
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	sc := bufio.NewScanner(c)
+	var lat []time.Duration
+	for sc.Scan() {
+		ts, _ := strconv.ParseInt(strings.Fields(sc.Text())[0], 10, 64)
+		lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
+		if len(lat) == n {
+			break
+		}
+	}
+	return percentile(lat, .5), percentile(lat, .99)
+}
+
+// baselineCopy is the plain way to ship a file: read it and write it to a
+// loopback socket, read on the other side.
+func baselineCopy(b *testing.B, path string) time.Duration {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		f, _ := os.Open(path)
+		io.Copy(c, f)
+		f.Close()
+		c.Close()
+	}()
+	start := time.Now()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+	}
+	c.Close()
+	return time.Since(start)
+}
+
+type row struct{ name, value, baseline, ratio string }
+
+func BenchmarkLoad(b *testing.B) {
+	if testing.Short() {
+		b.Skip("load benchmark")
+	}
+	b.ReportAllocs()
+	s := startBinary(b)
+	var table []row
+	add := func(r row) {
+		table = append(table, r)
+		fmt.Printf("%-48s %14s %14s %8s\n", r.name, r.value, r.baseline, r.ratio)
+	}
+	fmt.Printf("%-48s %14s %14s %8s\n", "figure", "shiplog", "baseline", "ratio")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+	ratio := func(a, b float64) string { return fmt.Sprintf("%.2fx", a/b) }
+
+	// Latency, line printed → line received, at 200 lines/s.
+	bp50, bp99 := baselineLatency(b, 1000)
+	for _, n := range []int{1, 100, 1000} {
+		// The job waits until every viewer is connected, so every line is
+		// received live.
+		run := s.trigger(b, "print", map[string]string{"SPEC": "200,1000", "GATED": "1"})
+		var mu sync.Mutex
+		var lat []time.Duration
+		var wg, connected sync.WaitGroup
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		for range n {
+			wg.Add(1)
+			connected.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				viewer(ctx, fmt.Sprintf("%s/api/runs/%d/events", s.url, run), func(l string) {
+					if i := strings.IndexByte(l, ' '); i > 0 {
+						ts, _ := strconv.ParseInt(l[:i], 10, 64)
+						mine = append(mine, time.Duration(time.Now().UnixNano()-ts))
+					}
+				}, &connected)
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+		}
+		connected.Wait()
+		s.release(run)
+		wg.Wait()
+		cancel()
+		p50, p99 := percentile(lat, .5), percentile(lat, .99)
+		add(row{fmt.Sprintf("latency p50, %d viewers, 200 lines/s", n), ms(p50), ms(bp50), ratio(float64(p50), float64(bp50))})
+		add(row{fmt.Sprintf("latency p99, %d viewers, 200 lines/s", n), ms(p99), ms(bp99), ratio(float64(p99), float64(bp99))})
+	}
+
+	// Throughput: 1,000,000 lines as fast as the job prints, 10 viewers.
+	{
+		run := s.trigger(b, "print", map[string]string{"SPEC": "0,1000000", "GATED": "1"})
+		var wg, connected sync.WaitGroup
+		var total atomic.Int64
+		for range 10 {
+			wg.Add(1)
+			connected.Add(1)
+			go func() {
+				defer wg.Done()
+				n, _ := viewer(context.Background(), fmt.Sprintf("%s/api/runs/%d/events", s.url, run), nil, &connected)
+				total.Add(int64(n))
+			}()
+		}
+		connected.Wait()
+		start := time.Now()
+		s.release(run)
+		wg.Wait()
+		elapsed := time.Since(start)
+		perViewer := float64(total.Load()) / 10 / elapsed.Seconds()
+		base := baselineCopy(b, filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run)))
+		baseRate := 1e6 / base.Seconds()
+		add(row{"lines/s to each of 10 viewers, 1M-line job", fmt.Sprintf("%.0f", perViewer), fmt.Sprintf("%.0f", baseRate), ratio(baseRate, perViewer) + " slower"})
+	}
+
+	// A 50 MB finished log to one viewer.
+	{
+		run := s.trigger(b, "print", map[string]string{"SPEC": "0,640000"})
+		s.wait(b, run)
+		path := filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run))
+		st, _ := os.Stat(path)
+		start := time.Now()
+		viewer(context.Background(), fmt.Sprintf("%s/api/runs/%d/events", s.url, run), nil)
+		d := time.Since(start)
+		base := baselineCopy(b, path)
+		add(row{fmt.Sprintf("deliver a finished %d MB log to one viewer", st.Size()>>20), ms(d), ms(base), ratio(float64(d), float64(base))})
+	}
+
+	// Memory per idle viewer, 2,000 connected to a running job.
+	{
+		run := s.trigger(b, "idle", nil)
+		time.Sleep(200 * time.Millisecond) // let the run start; not synchronisation of a result
+		before := s.rss(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		var connected sync.WaitGroup
+		for range 2000 {
+			connected.Add(1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/api/runs/%d/events", s.url, run), nil)
+				resp, err := http.DefaultClient.Do(req)
+				connected.Done()
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}()
+		}
+		connected.Wait()
+		time.Sleep(time.Second) // let the server settle its buffers; a measurement, not synchronisation
+		after := s.rss(b)
+		per := float64(after-before) / 2000
+		add(row{"resident memory per idle viewer (2,000)", fmt.Sprintf("%.1f KiB", per/1024), "-", "-"})
+		cancel()
+		s.release(run)
+	}
+
+	// Status polling: requests per second answered 200 and 304, against
+	// /healthz as the baseline.
+	{
+		run := s.trigger(b, "print", map[string]string{"SPEC": "0,10"})
+		s.wait(b, run)
+		resp, _ := http.Get(fmt.Sprintf("%s/api/runs/%d", s.url, run))
+		etag := resp.Header.Get("ETag")
+		resp.Body.Close()
+		rate := func(path, inm string) float64 {
+			var n atomic.Int64
+			deadline := time.Now().Add(2 * time.Second)
+			var wg sync.WaitGroup
+			tr := &http.Transport{MaxIdleConnsPerHost: 16}
+			c := &http.Client{Transport: tr}
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(deadline) {
+						req, _ := http.NewRequest("GET", s.url+path, nil)
+						if inm != "" {
+							req.Header.Set("If-None-Match", inm)
+						}
+						resp, err := c.Do(req)
+						if err != nil {
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						n.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			tr.CloseIdleConnections()
+			return float64(n.Load()) / 2
+		}
+		health := rate("/healthz", "")
+		ok := rate(fmt.Sprintf("/api/runs/%d", run), "")
+		notMod := rate(fmt.Sprintf("/api/runs/%d", run), etag)
+		add(row{"GET /api/runs/{id} answered 200, req/s", fmt.Sprintf("%.0f", ok), fmt.Sprintf("%.0f", health), ratio(ok, health)})
+		add(row{"GET /api/runs/{id} answered 304, req/s", fmt.Sprintf("%.0f", notMod), fmt.Sprintf("%.0f", health), ratio(notMod, health)})
+	}
+	_ = table
+}
