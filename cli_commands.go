@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/shiplog/shiplog/access"
 )
 
 // paramFlags collects repeated -p KEY=VALUE.
@@ -290,5 +292,25 @@ func cliCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "#%d %s: cancel requested\n", run.ID, run.Job)
+	return nil
+}
+
+func cliToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("shiplog token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	role := fs.String("role", "deployer", "viewer, deployer or admin")
+	pos, err := parseArgs(fs, args, 1, "shiplog token NAME [--role viewer|deployer|admin]")
+	if err != nil {
+		return err
+	}
+	r, err := access.ParseRole(*role)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	secret, line, err := access.NewToken(pos[0], r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Token for %s (%s); shown once, keep it secret:\n\n  %s\n\nAdd this under auth.tokens in the config file, then restart shiplog:\n\nauth:\n  tokens:\n%s\n", pos[0], r, secret, line)
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/static"
@@ -32,11 +32,14 @@ func (s *server) pageRoutes(e *echo.Echo) {
 	e.GET("/", s.showDashboard)
 	e.GET("/runs", s.showRuns)
 	e.GET("/jobs/:job", s.showJob)
-	e.POST("/jobs/:job/runs", s.submitRun)
+	e.POST("/jobs/:job/runs", s.submitRun, formLimit)
 	e.GET("/runs/:id", s.showRun)
-	e.POST("/runs/:id/cancel", s.cancelRunForm)
-	e.POST("/runs/:id/rerun", s.rerunRunForm)
+	e.POST("/runs/:id/cancel", s.cancelRunForm, formLimit)
+	e.POST("/runs/:id/rerun", s.rerunRunForm, formLimit)
 	e.GET(static.Prefix+"*", echo.WrapHandler(static.Handler()))
+	e.GET("/signin", s.showSignIn)
+	e.POST("/signin", s.signIn, formLimit)
+	e.POST("/signout", s.signOut, formLimit)
 }
 
 // render writes a component, buffered so a render error is still a 500; an
@@ -58,8 +61,11 @@ func render(c echo.Context, status int, comp templ.Component) error {
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
+// formLimit bounds a form body.
+var formLimit = middleware.BodyLimit("64K")
+
 func (s *server) renderErrorPage(c echo.Context, status int, msg string) error {
-	return render(c, status, views.ErrorView(views.ErrorPage{Status: status, Message: msg}))
+	return render(c, status, views.ErrorView(views.ErrorPage{Status: status, Message: msg, Session: s.session(c)}))
 }
 
 func toView(r *jobs.Run) views.Run {
@@ -110,6 +116,7 @@ func (s *server) showDashboard(c echo.Context) error {
 		return err
 	}
 	d.Active = toViews(active)
+	d.Session = s.session(c)
 	if c.Request().Header.Get("HX-Request") == "true" {
 		return render(c, http.StatusOK, views.DashboardLive(d))
 	}
@@ -148,11 +155,11 @@ func (s *server) showRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, views.RunsPage(runs, older, newer))
+	return render(c, http.StatusOK, views.RunsPage(runs, older, newer, s.session(c)))
 }
 
 func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, values map[string]string, perr *jobs.ParamError) (views.JobPage, error) {
-	p := views.JobPage{Name: j.Name, Description: j.Description, Confirm: j.Confirm, Lock: j.Lock}
+	p := views.JobPage{Name: j.Name, Description: j.Description, Confirm: j.Confirm, Lock: j.Lock, Session: s.session(c)}
 	if j.Timeout > 0 {
 		p.Timeout = j.Timeout.String()
 	}
@@ -206,9 +213,12 @@ func (s *server) submitRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	form, err := readForm(c)
-	if err != nil {
+	if err := mayRun(c, j.Name); err != nil {
 		return err
+	}
+	form, err := c.FormParams()
+	if err != nil {
+		return badRequest("", "malformed form: %v", err)
 	}
 	values := map[string]string{}
 	for _, p := range j.Params {
@@ -243,22 +253,6 @@ func (s *server) submitRun(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(run.ID, 10))
 }
 
-// readForm parses a small urlencoded body.
-func readForm(c echo.Context) (url.Values, error) {
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, 64<<10+1))
-	if err != nil {
-		return nil, fmt.Errorf("read form: %w", err)
-	}
-	if len(body) > 64<<10 {
-		return nil, &apiError{status: http.StatusRequestEntityTooLarge, msg: "form too large"}
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, badRequest("", "malformed form: %v", err)
-	}
-	return form, nil
-}
-
 func (s *server) showRun(c echo.Context) error {
 	id, err := runID(c)
 	if err != nil {
@@ -269,7 +263,7 @@ func (s *server) showRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes}
+	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
 	for _, a := range run.Annotations {
 		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Line: a.Line})
 	}
@@ -328,6 +322,9 @@ func (s *server) cancelRunForm(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkRunAccess(c, id); err != nil {
+		return err
+	}
 	if err := s.runner.Cancel(c.Request().Context(), id); err != nil && !errors.Is(err, jobs.ErrFinished) {
 		return err
 	}
@@ -337,6 +334,9 @@ func (s *server) cancelRunForm(c echo.Context) error {
 func (s *server) rerunRunForm(c echo.Context) error {
 	id, err := runID(c)
 	if err != nil {
+		return err
+	}
+	if err := s.checkRunAccess(c, id); err != nil {
 		return err
 	}
 	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))

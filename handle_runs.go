@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/jobs"
 )
 
@@ -99,6 +100,12 @@ func (s *server) createRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.runner.Config().Job(c.Param("job")); err != nil {
+		return err
+	}
+	if err := mayRun(c, c.Param("job")); err != nil {
+		return err
+	}
 	run, err := s.runner.Trigger(c.Request().Context(), c.Param("job"), params, triggeredBy(c))
 	if err != nil {
 		return err
@@ -107,9 +114,22 @@ func (s *server) createRun(c echo.Context) error {
 	return c.JSON(http.StatusCreated, toRunJSON(run, time.Now()))
 }
 
-// triggeredBy names who asked for a run.
+// triggeredBy names who asked for a run: the token's name, or the address
+// when shiplog runs open.
 func triggeredBy(c echo.Context) string {
+	if p := principal(c); p != nil && p != access.Anonymous {
+		return p.Name
+	}
 	return "anonymous@" + c.RealIP()
+}
+
+// checkRunAccess checks that the caller may act on run id's job.
+func (s *server) checkRunAccess(c echo.Context, id int64) error {
+	run, err := s.runner.Get(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return mayRun(c, run.Job)
 }
 
 func (s *server) listRuns(c echo.Context) error {
@@ -283,6 +303,9 @@ func (s *server) cancelRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkRunAccess(c, id); err != nil {
+		return err
+	}
 	if err := s.runner.Cancel(c.Request().Context(), id); err != nil {
 		return err
 	}
@@ -296,6 +319,9 @@ func (s *server) cancelRun(c echo.Context) error {
 func (s *server) rerunRun(c echo.Context) error {
 	id, err := runID(c)
 	if err != nil {
+		return err
+	}
+	if err := s.checkRunAccess(c, id); err != nil {
 		return err
 	}
 	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))

@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cliJobs(ctx, args, stdout, stderr)
 	case "cancel":
 		return cliCancel(ctx, args, stdout, stderr)
+	case "token":
+		return cliToken(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -72,6 +74,7 @@ Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
   shiplog logs RUN [-f]                          print the log; -f follows it
   shiplog jobs                                   list jobs and their last run
   shiplog cancel RUN                             cancel a queued or running run
+  shiplog token NAME [--role deployer]           make a token; prints it and the config line to add
 
 Exit codes: 0 succeeded; the job's exit code when it failed; 64 usage;
 65 invalid params or unknown job; 69 server unreachable; 70 other CLI error;

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/streams"
 )
@@ -27,6 +28,7 @@ type Config struct {
 	DataDir       string
 	LogLevel      slog.Level
 	ShutdownGrace time.Duration
+	Insecure      bool // serve without tokens on a non-loopback address
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.
@@ -50,6 +52,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data", envOr("SHIPLOG_DATA", "shiplog-data"), "directory for the run database and logs (env SHIPLOG_DATA)")
 	fs.StringVar(&level, "log-level", envOr("SHIPLOG_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long running runs may finish before they are stopped")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
 	}
@@ -67,25 +70,54 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	return cfg, nil
 }
 
-// loadJobs reads the config file, or the demo when the default file is absent.
-func loadJobs(cfg Config, log *slog.Logger) (*jobs.Config, error) {
+// loadConfig reads the config file, or the demo when the default file is
+// absent: the jobs and the access policy.
+func loadConfig(cfg Config, log *slog.Logger) (*jobs.Config, *access.Policy, error) {
+	name, data := cfg.ConfigPath, jobs.DemoConfig
 	if _, err := os.Stat(cfg.ConfigPath); errors.Is(err, os.ErrNotExist) && !cfg.configSet {
 		log.Info("no config file: serving the built-in demo jobs", "looked_for", cfg.ConfigPath)
-		return jobs.ParseConfig("built-in demo config", jobs.DemoConfig)
+		name = "built-in demo config"
+	} else {
+		var err error
+		if data, err = os.ReadFile(cfg.ConfigPath); err != nil {
+			return nil, nil, fmt.Errorf("read config: %w", err)
+		}
 	}
-	return jobs.LoadConfig(cfg.ConfigPath)
+	jc, err := jobs.ParseConfig(name, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	policy, err := access.ParsePolicy(name, data, func(job string) bool { _, err := jc.Job(job); return err == nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	return jc, policy, nil
 }
 
 // serve runs the dashboard until ctx ends.
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	jobCfg, err := loadJobs(cfg, log)
+	jobCfg, policy, err := loadConfig(cfg, log)
 	if err != nil {
 		return err
+	}
+	addr := cfg.Addr
+	if cfg.Listener != nil {
+		addr = cfg.Listener.Addr().String()
+	}
+	if policy.Open() && !loopback(addr) {
+		if !cfg.Insecure {
+			return fmt.Errorf("%s: %w", addr, errOpenOnNetwork)
+		}
+		log.Warn("serving without tokens on a network address (--insecure): anyone who can reach it can run jobs", "addr", addr)
 	}
 	logDir := filepath.Join(cfg.DataDir, "logs")
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+	sessions, err := access.LoadSessions(filepath.Join(cfg.DataDir, "session.key"), sessionTTL)
+	if err != nil {
+		return err
 	}
 	store, err := jobs.OpenStore(filepath.Join(cfg.DataDir, "shiplog.db"))
 	if err != nil {
@@ -111,7 +143,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
-	srv := newServer(runner, hub, log)
+	srv := newServer(runner, hub, policy, sessions, log)
 	srv.durations = durations
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),

@@ -11,23 +11,26 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/streams"
 )
 
 // server holds what the handlers need; it has no logic of its own.
 type server struct {
-	runner *jobs.Runner
-	hub    *streams.Hub
-	log    *slog.Logger
+	runner   *jobs.Runner
+	hub      *streams.Hub
+	log      *slog.Logger
+	policy   *access.Policy
+	sessions *access.Sessions
 
 	activeStreams atomic.Int64
 	linesStreamed atomic.Int64
 	durations     *durations
 }
 
-func newServer(runner *jobs.Runner, hub *streams.Hub, log *slog.Logger) *server {
-	return &server{runner: runner, hub: hub, log: log, durations: newDurations()}
+func newServer(runner *jobs.Runner, hub *streams.Hub, policy *access.Policy, sessions *access.Sessions, log *slog.Logger) *server {
+	return &server{runner: runner, hub: hub, policy: policy, sessions: sessions, log: log, durations: newDurations()}
 }
 
 // routes is the one route table.
@@ -36,6 +39,7 @@ func (s *server) routes() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
+	e.Use(s.authenticate)
 
 	e.GET("/healthz", s.getHealth)
 	e.GET("/metrics", s.getMetrics)

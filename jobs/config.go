@@ -75,6 +75,7 @@ type fileConfig struct {
 	MaxConcurrentRuns *int      `yaml:"max_concurrent_runs"`
 	KeepRuns          *int      `yaml:"keep_runs"`
 	Jobs              yaml.Node `yaml:"jobs"`
+	Auth              yaml.Node `yaml:"auth"` // read by package access
 }
 
 type fileJob struct {

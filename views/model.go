@@ -8,6 +8,22 @@ import (
 	"time"
 )
 
+// Session is who is looking, for the header and the CSRF token every form
+// carries.
+type Session struct {
+	Auth bool // tokens are configured
+	User string
+	Role string
+	CSRF string
+}
+
+// SignIn is the sign-in page.
+type SignIn struct {
+	Next    string
+	Error   string
+	Session Session
+}
+
 // KV is one parameter of a run.
 type KV struct{ Key, Value string }
 
@@ -42,8 +58,9 @@ type Job struct {
 
 // Dashboard is the front page.
 type Dashboard struct {
-	Jobs   []Job
-	Active []Run
+	Jobs    []Job
+	Active  []Run
+	Session Session
 }
 
 // Field is one parameter input of a job's form.
@@ -78,6 +95,7 @@ type JobPage struct {
 	Older       string // URL of the next page of history, if any
 	Newer       string
 	Bars        []Bar
+	Session     Session
 }
 
 // Annotation is a notice, warning or error of a run.
@@ -95,12 +113,14 @@ type RunPage struct {
 	TailFirst int64 // line number of Tail[0]
 	LogLines  int64
 	LogBytes  int64
+	Session   Session
 }
 
 // ErrorPage is shown for a failed page request.
 type ErrorPage struct {
 	Status  int
 	Message string
+	Session Session
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
