@@ -244,4 +244,3 @@ func (s *Sessions) CSRF(session string) string { return s.mac("csrf", session) }
 func (s *Sessions) CheckCSRF(session, token string) bool {
 	return session != "" && hmac.Equal([]byte(token), []byte(s.CSRF(session)))
 }
-
