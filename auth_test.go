@@ -196,6 +196,9 @@ func TestTokenCommand(t *testing.T) {
 	if code, _, body := s.do("GET", "/api/jobs", "", "Authorization", "Bearer "+secret); code != 200 {
 		t.Errorf("the printed token does not work: %d %s", code, body)
 	}
+	if code, _, errOut := cli(t, s, "jobs"); code != exitNoPerm || !strings.Contains(errOut, "sign in") {
+		t.Errorf("CLI without a token: %d %q", code, errOut)
+	}
 	if code, _, _ := cli(t, nil, "token", "x", "--role", "king"); code != exitUsage {
 		t.Errorf("bad role: %d", code)
 	}

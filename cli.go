@@ -27,6 +27,7 @@ const (
 	exitUnreachable = 69
 	exitCLIError    = 70
 	exitInterrupted = 75
+	exitNoPerm      = 77 // no token, or the token may not do this
 	exitTimedOut    = 124
 	exitCanceled    = 130
 )
@@ -117,6 +118,8 @@ func (c *client) do(ctx context.Context, method, path string, body io.Reader, hd
 	switch resp.StatusCode {
 	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity:
 		code = exitInvalid
+	case http.StatusUnauthorized, http.StatusForbidden:
+		code = exitNoPerm
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		code = exitUnreachable
 	}

@@ -78,5 +78,6 @@ Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
 
 Exit codes: 0 succeeded; the job's exit code when it failed; 64 usage;
 65 invalid params or unknown job; 69 server unreachable; 70 other CLI error;
-75 interrupted; 124 timed out; 130 canceled.
+75 interrupted; 77 not permitted (no or insufficient token); 124 timed out;
+130 canceled.
 `

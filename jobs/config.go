@@ -30,6 +30,9 @@ type Config struct {
 	KeepRuns int
 	// Jobs in the order the file defines them.
 	Jobs []*Job
+	// hidden are server environment variables that hold secrets: no command
+	// inherits them.
+	hidden map[string]bool
 }
 
 // Job is one runnable definition.
@@ -43,6 +46,16 @@ type Job struct {
 	Lock        string        // may reference params as $NAME or ${NAME}
 	Confirm     bool          // the page asks for confirmation before running
 	Params      []Param
+	// Secrets reach the command as environment variables and are masked in
+	// its log.
+	Secrets []Secret
+}
+
+// Secret is a value a job needs but no log may show, read when the config
+// is loaded from the server's environment or from a file.
+type Secret struct {
+	Name  string
+	Value string
 }
 
 // Param is one typed parameter of a job. Values reach the command only as
@@ -87,6 +100,13 @@ type fileJob struct {
 	Lock        string            `yaml:"lock"`
 	Confirm     bool              `yaml:"confirm"`
 	Params      []Param           `yaml:"params"`
+	Secrets     []fileSecret      `yaml:"secrets"`
+}
+
+type fileSecret struct {
+	Name string `yaml:"name"`
+	Env  string `yaml:"env"`
+	File string `yaml:"file"`
 }
 
 var (
@@ -122,13 +142,16 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, name, fmt.Sprintf(format, args...))
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fail("the file is empty: define at least one job under jobs:")
+	}
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {
 		return nil, fail("%v", err)
 	}
-	cfg := &Config{MaxConcurrentRuns: 4, KeepRuns: 100}
+	cfg := &Config{MaxConcurrentRuns: 4, KeepRuns: 100, hidden: map[string]bool{}}
 	if fc.MaxConcurrentRuns != nil {
 		if *fc.MaxConcurrentRuns < 1 {
 			return nil, fail("max_concurrent_runs: must be at least 1, got %d", *fc.MaxConcurrentRuns)
@@ -168,6 +191,11 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		job, err := buildJob(jobName, fj, jfail)
 		if err != nil {
 			return nil, err
+		}
+		for _, sec := range fj.Secrets {
+			if sec.Env != "" {
+				cfg.hidden[sec.Env] = true
+			}
 		}
 		cfg.Jobs = append(cfg.Jobs, job)
 	}
@@ -229,6 +257,30 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		}
 		j.Params = append(j.Params, p)
 	}
+	for i, sec := range fj.Secrets {
+		field := fmt.Sprintf("secrets[%d]", i)
+		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
+			return nil, jfail(field+".name", "%q is not a usable variable name (invalid, reserved or taken by a parameter)", sec.Name)
+		}
+		var value string
+		switch {
+		case sec.Env != "" && sec.File == "":
+			v, ok := os.LookupEnv(sec.Env)
+			if !ok || v == "" {
+				return nil, jfail(field+".env", "the server's environment has no %s", sec.Env)
+			}
+			value = v
+		case sec.File != "" && sec.Env == "":
+			data, err := os.ReadFile(sec.File)
+			if err != nil {
+				return nil, jfail(field+".file", "%v", err)
+			}
+			value = strings.TrimRight(string(data), "\r\n")
+		default:
+			return nil, jfail(field, "give exactly one of env or file")
+		}
+		j.Secrets = append(j.Secrets, Secret{Name: sec.Name, Value: value})
+	}
 	for _, m := range lockRefRE.FindAllStringSubmatch(j.Lock, -1) {
 		if !names[m[1]] {
 			return nil, jfail("lock", "refers to $%s, which is not a parameter of this job", m[1])
@@ -239,7 +291,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "confirm": true, "params": true,
+	"lock": true, "confirm": true, "params": true, "secrets": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

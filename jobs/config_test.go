@@ -50,6 +50,11 @@ func TestParseConfigInvalid(t *testing.T) {
 		name, yaml string
 		want       []string // substrings of the error
 	}{
+		{"secret env missing", "jobs:\n  a:\n    run: x\n    secrets: [{name: S, env: NO_SUCH_VAR_FOR_SHIPLOG}]\n", []string{`job "a"`, "secrets[0].env", "NO_SUCH_VAR_FOR_SHIPLOG"}},
+		{"secret file missing", "jobs:\n  a:\n    run: x\n    secrets: [{name: S, file: /no/such/file}]\n", []string{"secrets[0].file"}},
+		{"secret both sources", "jobs:\n  a:\n    run: x\n    secrets: [{name: S, env: HOME, file: /x}]\n", []string{"secrets[0]", "exactly one"}},
+		{"secret reserved name", "jobs:\n  a:\n    run: x\n    secrets: [{name: PATH, env: HOME}]\n", []string{"secrets[0].name"}},
+		{"empty", "\n", []string{"bad.yaml", "empty"}},
 		{"no jobs", `max_concurrent_runs: 1`, []string{"bad.yaml", "at least one job"}},
 		{"unknown field", "jobs:\n  a:\n    run: x\n    tiemout: 5s\n", []string{"bad.yaml", `job "a"`, "tiemout"}},
 		{"unknown param field", "jobs:\n  a:\n    run: x\n    params: [{name: A, requried: true}]\n", []string{"params[0]", "requried"}},

@@ -402,9 +402,13 @@ func (r *Runner) persist(t *task, snap *Run) {
 func (r *Runner) commandEnv(t *task) []string {
 	env := make([]string, 0, len(os.Environ())+len(t.job.Env)+len(t.run.Params)+2)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SHIPLOG_") {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(kv, "SHIPLOG_") && !r.cfg.hidden[name] {
 			env = append(env, kv)
 		}
+	}
+	for _, sec := range t.job.Secrets {
+		env = append(env, sec.Name+"="+sec.Value)
 	}
 	for k, v := range t.job.Env {
 		env = append(env, k+"="+v)
@@ -505,7 +509,11 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 	}
 	pgid := cmd.Process.Pid
 
-	lw := newLogWriter(f, r.opts.Secrets, func(c Command, line int64) { r.onCommand(t, c, line) })
+	masks := append([]string(nil), r.opts.Secrets...)
+	for _, sec := range t.job.Secrets {
+		masks = append(masks, sec.Value)
+	}
+	lw := newLogWriter(f, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
 	now := time.Now()
 	r.mu.Lock()
 	t.lw = lw

@@ -544,3 +544,41 @@ func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
 		t.Errorf("log lines = %d", run.LogLines)
 	}
 }
+
+func TestSecretsReachTheCommandButNoLog(t *testing.T) {
+	const fromEnv, fromFile = "env-s3cret-value", "file-s3cret-value"
+	t.Setenv("TEST_DB_PASSWORD", fromEnv)
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, []byte(fromFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := testRunner(t, fmt.Sprintf(`
+jobs:
+  leaky:
+    secrets:
+      - {name: DB_PASSWORD, env: TEST_DB_PASSWORD}
+      - {name: API_KEY, file: %s}
+    run: |
+      echo "plain: $DB_PASSWORD $API_KEY"
+      printf 'base64: %%s\n' "$(printf %%s "$DB_PASSWORD" | base64)"
+      printf 'url: %%s\n' "$(printf %%s "$API_KEY" | od -An -tx1 | tr -d ' \n')"
+      printf 'split: env-s3c'; sleep 0.1; printf 'ret-value\n'
+      [ "${#DB_PASSWORD}" = 16 ] && echo "length ok"
+  other:
+    run: 'echo "source: ${TEST_DB_PASSWORD:-hidden}"'
+`, path))
+	run := waitRun(t, r, trigger(t, r, "leaky", nil).ID, finished)
+	log := readLog(t, r, run.ID)
+	for _, leak := range []string{fromEnv, fromFile, "ZW52LXMzY3JldC12YWx1ZQ", "66696c652d73336372"} {
+		if strings.Contains(log, leak) {
+			t.Errorf("log shows %q:\n%s", leak, log)
+		}
+	}
+	if !strings.Contains(log, "plain: *** ***") || !strings.Contains(log, "split: ***") || !strings.Contains(log, "length ok") {
+		t.Errorf("log:\n%s", log)
+	}
+	other := waitRun(t, r, trigger(t, r, "other", nil).ID, finished)
+	if got := readLog(t, r, other.ID); got != "source: hidden\n" {
+		t.Errorf("another job sees the secret's source variable: %q", got)
+	}
+}
