@@ -158,8 +158,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
+	runnerDone := make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return runner.Run(runCtx) })
+	g.Go(func() error { defer close(runnerDone); return runner.Run(runCtx) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
@@ -168,11 +169,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
-		// Running runs get their grace period first, then streams end.
+		log.Info("shutting down: no new runs; running runs may finish", "grace", cfg.ShutdownGrace)
+		// Pages, status and streams keep serving while running runs finish
+		// (or are stopped at the end of the grace period); then streams end
+		// with a shutdown event and the server closes.
 		stopRunner()
+		<-runnerDone
 		hub.Close()
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace+5*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		return httpSrv.Shutdown(shutdownCtx)
 	})

@@ -207,6 +207,7 @@
         this.offset = e.lastEventId;
         this.append(e.data.split('\n').map(decode));
       });
+      es.addEventListener('shutdown', () => { this.foot.textContent = 'The server is restarting; reconnecting…'; });
       es.addEventListener('status', () => document.body.dispatchEvent(new CustomEvent('shiplog:status')));
       es.addEventListener('end', () => {
         es.close();

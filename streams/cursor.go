@@ -64,6 +64,7 @@ func (c *Cursor) Next(ctx context.Context) (*Batch, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-c.hub.closing:
 		case b, ok := <-c.Wait():
 			c.Accept(b, ok)
 		}
@@ -74,6 +75,9 @@ func (c *Cursor) Next(ctx context.Context) (*Batch, error) {
 // Wait and pass what it yields to Accept), or io.EOF at the end.
 func (c *Cursor) Poll() (*Batch, error) {
 	for {
+		if c.hub.isClosed() {
+			return nil, ErrClosed
+		}
 		if b := c.pending; b != nil {
 			c.pending = nil
 			c.next = b.End

@@ -109,6 +109,13 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 				buf = AppendEvent(buf, "end", data)
 				return write()
 			}
+			if errors.Is(err, ErrClosed) {
+				// The server is going away: say so, and EventSource
+				// reconnects (to the next server) after the retry hint.
+				buf = AppendEvent(buf, "shutdown", []byte(`{}`))
+				_ = write()
+				return err
+			}
 			if err != nil {
 				_ = write()
 				return err
@@ -136,6 +143,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-cur.hub.closing:
 		case b, ok := <-cur.Wait():
 			cur.Accept(b, ok)
 		case <-changed:

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nxadm/tail"
@@ -71,13 +72,17 @@ type Hub struct {
 	ended     map[string]int64 // final sizes of logs that are complete
 	endedFIFO []string
 	closed    bool
+	closing   chan struct{} // closed by Close: waiting viewers wake
+	shut      atomic.Bool   // closed, readable without the lock
 	wg        sync.WaitGroup
 }
 
 // NewHub returns an empty hub.
 func NewHub(log *slog.Logger) *Hub {
-	return &Hub{log: log, followers: map[string]*follower{}, ended: map[string]int64{}}
+	return &Hub{log: log, followers: map[string]*follower{}, ended: map[string]int64{}, closing: make(chan struct{})}
 }
+
+func (h *Hub) isClosed() bool { return h.shut.Load() }
 
 // Followers is the number of live followers (one per log being watched).
 func (h *Hub) Followers() int {
@@ -107,7 +112,11 @@ func (h *Hub) Finish(key string, size int64) {
 // Close stops every follower; their subscribers see ErrClosed.
 func (h *Hub) Close() {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.closing)
+	}
 	h.closed = true
+	h.shut.Store(true)
 	for _, f := range h.followers {
 		h.retire(f)
 		f.halt()
