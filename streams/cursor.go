@@ -23,6 +23,7 @@ type Cursor struct {
 	sub       *subscription
 	live      int64 // the subscription's live edge
 	pending   *Batch
+	readAhead bool // the producer outruns the tail: read the file ahead of it
 	file      *os.File
 	buf       []byte
 }
@@ -75,8 +76,18 @@ func (c *Cursor) Next(ctx context.Context) (*Batch, error) {
 // Wait and pass what it yields to Accept), or io.EOF at the end.
 func (c *Cursor) Poll() (*Batch, error) {
 	for {
-		if c.hub.isClosed() {
-			return nil, ErrClosed
+		if c.hub.isClosed() && c.final < 0 {
+			// A log known to be complete is still read to its end; only a
+			// live one has to wait for the next server.
+			size, ok := c.hub.endedSize(c.key)
+			if !ok {
+				return nil, ErrClosed
+			}
+			c.final = size
+			if c.sub != nil {
+				c.hub.unsubscribe(c.sub)
+				c.sub = nil
+			}
 		}
 		if b := c.pending; b != nil {
 			c.pending = nil
@@ -91,6 +102,15 @@ func (c *Cursor) Poll() (*Batch, error) {
 			c.sub, c.final = sub, final
 			if sub != nil {
 				c.live = sub.start
+			}
+		}
+		if c.readAhead && c.sub != nil {
+			// The file holds whole lines up to its last newline; read them
+			// now rather than one tail line at a time. The follower's batches
+			// for the same bytes are trimmed away by offset.
+			c.readAhead = false
+			if end, err := LogEnd(c.path); err == nil && end > c.live {
+				c.live = end
 			}
 		}
 		limit := c.final
@@ -133,8 +153,11 @@ func (c *Cursor) Accept(b *Batch, ok bool) {
 		c.sub = nil
 		return
 	}
-	c.live = b.End
+	c.live = max(c.live, b.End)
 	c.pending = b.from(c.next)
+	if len(b.Lines) >= maxBatchLines || b.End-b.Start >= maxBatchBytes {
+		c.readAhead = true
+	}
 }
 
 // from returns the part of b at or after offset, nil if none.

@@ -84,6 +84,14 @@ func NewHub(log *slog.Logger) *Hub {
 
 func (h *Hub) isClosed() bool { return h.shut.Load() }
 
+// endedSize returns the final size of a log known to be complete.
+func (h *Hub) endedSize(key string) (int64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	size, ok := h.ended[key]
+	return size, ok
+}
+
 // Followers is the number of live followers (one per log being watched).
 func (h *Hub) Followers() int {
 	h.mu.Lock()
