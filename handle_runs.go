@@ -292,6 +292,10 @@ func (s *server) getRun(c echo.Context) error {
 		case <-changed:
 		case <-timeout:
 			return c.NoContent(http.StatusNotModified)
+		case <-s.hub.Closing():
+			// The server is going away: answer now; the client asks again.
+			h.Set("Retry-After", "2")
+			return c.NoContent(http.StatusNotModified)
 		case <-ctx.Done():
 			return nil
 		}

@@ -178,7 +178,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		hub.Close()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		return httpSrv.Shutdown(shutdownCtx)
+		if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("connections still open after 5s; closing them", "err", err)
+			_ = httpSrv.Close()
+		}
+		return nil
 	})
 	return g.Wait()
 }

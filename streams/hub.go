@@ -84,6 +84,9 @@ func NewHub(log *slog.Logger) *Hub {
 
 func (h *Hub) isClosed() bool { return h.shut.Load() }
 
+// Closing is closed when the hub shuts down, so long polls can end.
+func (h *Hub) Closing() <-chan struct{} { return h.closing }
+
 // endedSize returns the final size of a log known to be complete.
 func (h *Hub) endedSize(key string) (int64, bool) {
 	h.mu.Lock()
