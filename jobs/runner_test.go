@@ -582,3 +582,34 @@ jobs:
 		t.Errorf("another job sees the secret's source variable: %q", got)
 	}
 }
+
+// A full disk while a job runs: the run fails saying so, and another run at
+// the same time is unaffected. The log of the first is /dev/full, which
+// answers every write with ENOSPC.
+func TestFullDiskFailsOnlyThatRun(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	r, _ := testRunner(t, `
+jobs:
+  big: {run: "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done"}
+  small: {run: "echo fine"}
+`)
+	// IDs are sequential: the next run's log is made a full disk.
+	probe := waitRun(t, r, trigger(t, r, "small", nil).ID, finished)
+	if err := os.Symlink("/dev/full", r.LogPath(probe.ID+1)); err != nil {
+		t.Fatal(err)
+	}
+	big := trigger(t, r, "big", nil)
+	if big.ID != probe.ID+1 {
+		t.Fatalf("run id %d, want %d", big.ID, probe.ID+1)
+	}
+	small := trigger(t, r, "small", nil)
+	got := waitRun(t, r, big.ID, finished)
+	if got.State != Failed || !strings.Contains(got.Error, "no space left on device") {
+		t.Errorf("run on a full disk: %s %q", got.State, got.Error)
+	}
+	if got := waitRun(t, r, small.ID, finished); got.State != Succeeded || readLog(t, r, small.ID) != "fine\n" {
+		t.Errorf("other run: %s", got.State)
+	}
+}
