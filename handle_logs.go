@@ -87,6 +87,11 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	}
 	window, _ := json.Marshal(map[string]int64{"offset": from, "line": line + 1})
 
+	release, err := s.acquireStream(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
 	defer cur.Close()
 	s.activeStreams.Add(1)

@@ -246,6 +246,9 @@ func (s *server) submitRun(c echo.Context) error {
 		p.Confirming = true
 		return render(c, http.StatusOK, views.JobView(p))
 	}
+	if err := s.allowTrigger(c); err != nil {
+		return err
+	}
 	run, err := s.runner.Trigger(ctx, j.Name, values, triggeredBy(c))
 	if err != nil {
 		return err
@@ -337,6 +340,9 @@ func (s *server) rerunRunForm(c echo.Context) error {
 		return err
 	}
 	if err := s.checkRunAccess(c, id); err != nil {
+		return err
+	}
+	if err := s.allowTrigger(c); err != nil {
 		return err
 	}
 	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))

@@ -106,6 +106,9 @@ func (s *server) createRun(c echo.Context) error {
 	if err := mayRun(c, c.Param("job")); err != nil {
 		return err
 	}
+	if err := s.allowTrigger(c); err != nil {
+		return err
+	}
 	run, err := s.runner.Trigger(c.Request().Context(), c.Param("job"), params, triggeredBy(c))
 	if err != nil {
 		return err
@@ -326,6 +329,9 @@ func (s *server) rerunRun(c echo.Context) error {
 		return err
 	}
 	if err := s.checkRunAccess(c, id); err != nil {
+		return err
+	}
+	if err := s.allowTrigger(c); err != nil {
 		return err
 	}
 	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))

@@ -37,7 +37,7 @@ const gateScript = `
 
 // startServer runs shiplog on config yaml (with %[1]s replaced by a gate
 // directory) until the test ends.
-func startServer(t *testing.T, yaml string) *testServer {
+func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "gate")
@@ -55,6 +55,9 @@ func startServer(t *testing.T, yaml string) *testServer {
 	ready := make(chan string, 1)
 	cfg := Config{ConfigPath: cfgPath, configSet: true, DataDir: filepath.Join(dir, "data"),
 		LogLevel: 8, ShutdownGrace: time.Second, Listener: ln, Ready: ready}
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, io.Discard) }()

@@ -29,6 +29,7 @@ type Config struct {
 	LogLevel      slog.Level
 	ShutdownGrace time.Duration
 	Insecure      bool // serve without tokens on a non-loopback address
+	Limits        Limits
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.
@@ -52,6 +53,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data", envOr("SHIPLOG_DATA", "shiplog-data"), "directory for the run database and logs (env SHIPLOG_DATA)")
 	fs.StringVar(&level, "log-level", envOr("SHIPLOG_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long running runs may finish before they are stopped")
+	fs.IntVar(&cfg.Limits.Streams, "max-streams", 10000, "open event streams in total (0: no limit)")
+	fs.IntVar(&cfg.Limits.StreamsPerClient, "max-streams-per-client", 100, "open event streams per token or address (0: no limit)")
+	fs.IntVar(&cfg.Limits.TriggersPerMinute, "max-triggers-per-minute", 60, "runs a token or address may start per minute, in bursts of as many (0: no limit)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
@@ -144,6 +148,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		}
 	}
 	srv := newServer(runner, hub, policy, sessions, log)
+	srv.limits = cfg.Limits
 	srv.durations = durations
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),

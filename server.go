@@ -24,6 +24,9 @@ type server struct {
 	policy   *access.Policy
 	sessions *access.Sessions
 
+	limits        Limits
+	streams       streamSlots
+	triggers      triggerLimiter
 	activeStreams atomic.Int64
 	linesStreamed atomic.Int64
 	durations     *durations

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/shiplog/shiplog/access"
+)
+
+// Limits bound what one client, and everyone together, may hold or ask
+// for. Zero means no limit.
+type Limits struct {
+	Streams           int // open event streams in total
+	StreamsPerClient  int
+	TriggersPerMinute int // runs a client may start (burst the same)
+}
+
+// clientKey names a client: its token, or its address when running open.
+func clientKey(c echo.Context) string {
+	if p := principal(c); p != nil && p != access.Anonymous {
+		return "token:" + p.Name
+	}
+	return "ip:" + c.RealIP()
+}
+
+func tooMany(c echo.Context, after time.Duration, msg string) error {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
+	return &apiError{status: http.StatusTooManyRequests, msg: msg}
+}
+
+// streamSlots counts open streams.
+type streamSlots struct {
+	mu        sync.Mutex
+	total     int
+	perClient map[string]int
+}
+
+// acquire takes a slot for client, or says why not.
+func (s *server) acquireStream(c echo.Context) (release func(), err error) {
+	l, sl := s.limits, &s.streams
+	key := clientKey(c)
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if l.Streams > 0 && sl.total >= l.Streams {
+		return nil, tooMany(c, 5*time.Second, "too many open streams on this server; try again shortly")
+	}
+	if l.StreamsPerClient > 0 && sl.perClient[key] >= l.StreamsPerClient {
+		return nil, tooMany(c, 5*time.Second, "too many open streams from you; close some first")
+	}
+	if sl.perClient == nil {
+		sl.perClient = map[string]int{}
+	}
+	sl.total++
+	sl.perClient[key]++
+	return func() {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		sl.total--
+		if sl.perClient[key]--; sl.perClient[key] <= 0 {
+			delete(sl.perClient, key)
+		}
+	}, nil
+}
+
+// triggerLimiter holds a token bucket per client.
+type triggerLimiter struct {
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+// maxBuckets bounds the limiter's memory; past it, buckets start afresh.
+const maxBuckets = 10000
+
+// allowTrigger spends one of the client's triggers.
+func (s *server) allowTrigger(c echo.Context) error {
+	per := s.limits.TriggersPerMinute
+	if per <= 0 {
+		return nil
+	}
+	key := clientKey(c)
+	t := &s.triggers
+	t.mu.Lock()
+	if t.buckets == nil || len(t.buckets) > maxBuckets {
+		t.buckets = map[string]*rate.Limiter{}
+	}
+	b, ok := t.buckets[key]
+	if !ok {
+		b = rate.NewLimiter(rate.Limit(float64(per)/60), per)
+		t.buckets[key] = b
+	}
+	t.mu.Unlock()
+	r := b.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return tooMany(c, d, "too many runs started; slow down")
+	}
+	return nil
+}
