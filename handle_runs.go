@@ -74,7 +74,7 @@ func decodeJSON(c echo.Context, v any) error {
 			return he // body too large
 		}
 		if errors.Is(err, io.EOF) {
-			return badRequest("", "request body is empty: want JSON like {\"params\": {}}")
+			return nil // no body: no parameters
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	Insecure      bool // serve without tokens on a non-loopback address
 	Limits        Limits
+	TLSCert       string // with TLSKey: serve HTTPS (and HTTP/2)
+	TLSKey        string
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.
@@ -56,6 +59,8 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Limits.Streams, "max-streams", 10000, "open event streams in total (0: no limit)")
 	fs.IntVar(&cfg.Limits.StreamsPerClient, "max-streams-per-client", 100, "open event streams per token or address (0: no limit)")
 	fs.IntVar(&cfg.Limits.TriggersPerMinute, "max-triggers-per-minute", 60, "runs a token or address may start per minute, in bursts of as many (0: no limit)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr("SHIPLOG_TLS_CERT", ""), "certificate file (PEM): serve HTTPS with HTTP/2 (env SHIPLOG_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", envOr("SHIPLOG_TLS_KEY", ""), "private key file (PEM) for --tls-cert (env SHIPLOG_TLS_KEY)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
@@ -67,6 +72,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	})
 	if os.Getenv("SHIPLOG_CONFIG") != "" {
 		cfg.configSet = true
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, &exitError{code: exitUsage, msg: "--tls-cert and --tls-key go together"}
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("--log-level: %v", err)}
@@ -156,7 +164,20 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	base := "http://" + ln.Addr().String()
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		// Load now, so a bad certificate is an error at start, not at the
+		// first request.
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		// HTTP/2 lets one browser hold many live logs on one connection.
+		httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		ln = tls.NewListener(ln, httpSrv.TLSConfig)
+		scheme = "https"
+	}
+	base := scheme + "://" + ln.Addr().String()
 	log.Info("shiplog is serving", "url", base, "jobs", len(jobCfg.Jobs), "data", cfg.DataDir)
 	if cfg.Ready != nil {
 		cfg.Ready <- base
