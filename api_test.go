@@ -131,6 +131,7 @@ func TestAPIErrors(t *testing.T) {
 		{"traversal in job", "POST", "/api/jobs/..%2f..%2fetc/runs", `{}`, nil, 404, ""},
 		{"unknown api path", "GET", "/api/nothing", "", nil, 404, ""},
 		{"wrong method", "DELETE", "/api/runs/1", "", nil, 405, ""},
+		{"bad state in list", "GET", "/api/runs?state=running,nope", "", nil, 400, "state"},
 	}
 	before := countRuns(t, s)
 	for _, tt := range tests {
@@ -150,6 +151,15 @@ func TestAPIErrors(t *testing.T) {
 				t.Errorf("field %q, want %q (%s)", e.Field, tt.field, e.Error)
 			}
 		})
+	}
+	// A huge header is refused before any handler runs.
+	req, _ := http.NewRequest("POST", s.URL+"/api/jobs/quick/runs", strings.NewReader("{}"))
+	req.Header.Set("X-Padding", strings.Repeat("x", 200<<10))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("huge header: %d", resp.StatusCode)
+		}
 	}
 	if after := countRuns(t, s); after != before {
 		t.Errorf("bad requests created runs: %d → %d", before, after)
