@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +92,14 @@ func TestEventsReplayResumeAndTail(t *testing.T) {
 	res = s.events(path+"?after="+strconv.Itoa(off), 0)
 	if len(res.lines) != len(want)-1000 || res.lines[0] != want[1000] {
 		t.Errorf("after: %d lines from %q", len(res.lines), res.lines[0])
+	}
+
+	res = s.events(path+"?line=1001", 0)
+	if len(res.lines) != len(want)-1000 || res.lines[0] != want[1000] || res.events[0].Data[0] != fmt.Sprintf(`{"line":1001,"offset":%d}`, off) {
+		t.Errorf("line=1001: %d lines from %q, window %v", len(res.lines), res.lines[0], res.events[0].Data)
+	}
+	if code, _, _ := s.do("GET", path+"?line=999999", ""); code != 400 {
+		t.Errorf("line past the end: %d", code)
 	}
 
 	// Headers.
@@ -203,4 +213,51 @@ func TestManyViewersGetEveryLine(t *testing.T) {
 		}
 		check(t, runs, 5)
 	})
+}
+
+func TestSearchWholeLog(t *testing.T) {
+	s := startServer(t, eventsConfig)
+	run := s.trigger("quick", nil)
+	s.waitRun(run.ID, isFinished)
+	log := s.logFile(run.ID)
+	search := func(query string) (matches []map[string]any, summary map[string]any, code int) {
+		t.Helper()
+		code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/search?%s", run.ID, query), "")
+		if code != 200 {
+			return nil, nil, code
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			if m["done"] == true {
+				summary = m
+			} else {
+				matches = append(matches, m)
+			}
+		}
+		return matches, summary, code
+	}
+	m, sum, _ := search("q=LINE+1")
+	if len(m) != 2 || m[0]["line"] != 1.0 || m[1]["line"] != 10.0 || m[1]["text"] != "line 10" || sum["matches"] != 2.0 {
+		t.Errorf("case-insensitive: %v %v", m, sum)
+	}
+	if off := int(m[1]["offset"].(float64)); string(log[off:off+7]) != "line 10" {
+		t.Errorf("offset %d", off)
+	}
+	if m, _, _ := search("q=LINE+1&case=1"); len(m) != 0 {
+		t.Errorf("case-sensitive: %v", m)
+	}
+	if m, _, _ := search("q=" + url.QueryEscape(`re:^line [2-4]$`)); len(m) != 3 {
+		t.Errorf("regexp: %v", m)
+	}
+	if m, sum, _ := search("q=line&limit=4"); len(m) != 4 || sum["truncated"] != true {
+		t.Errorf("limit: %d %v", len(m), sum)
+	}
+	for _, bad := range []string{"q=" + url.QueryEscape("re:("), "q=", "q=x&limit=0"} {
+		if _, _, code := search(bad); code != 400 {
+			t.Errorf("%s: %d", bad, code)
+		}
+	}
 }

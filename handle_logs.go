@@ -40,6 +40,21 @@ func logStart(c echo.Context, path string) (int64, error) {
 		}
 		return off, nil
 	}
+	if v := c.QueryParam("line"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return 0, badRequest("line", "line must be a positive line number")
+		}
+		end, err := streams.LogEnd(path)
+		if err != nil {
+			return 0, fmt.Errorf("find log end: %w", err)
+		}
+		off, err := streams.LineOffset(path, n, end)
+		if errors.Is(err, streams.ErrNoSuchLine) {
+			return 0, badRequest("line", "the log has no line %d", n)
+		}
+		return off, err
+	}
 	if v := c.QueryParam("tail"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -81,11 +96,11 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	line, err := streams.CountLines(path, from)
+	line, err := streams.LineNumber(path, from)
 	if err != nil {
-		return fmt.Errorf("count lines: %w", err)
+		return fmt.Errorf("number lines: %w", err)
 	}
-	window, _ := json.Marshal(map[string]int64{"offset": from, "line": line + 1})
+	window, _ := json.Marshal(map[string]int64{"offset": from, "line": line})
 
 	release, err := s.acquireStream(c)
 	if err != nil {
@@ -124,7 +139,7 @@ func (s *server) getRunLog(c echo.Context) error {
 		return err
 	}
 	path := s.runner.LogPath(id)
-	if c.QueryParam("after") != "" || c.Request().Header.Get("Last-Event-ID") != "" {
+	if c.QueryParam("after") != "" || c.QueryParam("line") != "" || c.Request().Header.Get("Last-Event-ID") != "" {
 		return s.pollRunLog(c, id, run, path)
 	}
 	f, err := os.Open(path)
@@ -204,4 +219,53 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	h.Set("X-Run-State", string(now.State))
 	h.Set("X-Log-Complete", strconv.FormatBool(complete))
 	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", body)
+}
+
+// maxSearchMatches bounds one search's answer.
+const maxSearchMatches = 10000
+
+// searchRunLog streams the lines of a run's log matching ?q (plain text,
+// or re:expression; ?case=1 to match case) as JSON lines, then a summary.
+func (s *server) searchRunLog(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.runner.Get(c.Request().Context(), id); err != nil {
+		return err
+	}
+	q, err := streams.ParseQuery(c.QueryParam("q"), c.QueryParam("case") != "1")
+	if err != nil {
+		return badRequest("q", "q: %v", err)
+	}
+	limit := 1000
+	if v := c.QueryParam("limit"); v != "" {
+		limit, err = strconv.Atoi(v)
+		if err != nil || limit < 1 || limit > maxSearchMatches {
+			return badRequest("limit", "limit must be between 1 and %d", maxSearchMatches)
+		}
+	}
+	path := s.runner.LogPath(id)
+	end, err := streams.LogEnd(path)
+	if err != nil {
+		return fmt.Errorf("find log end: %w", err)
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	start := time.Now()
+	n, truncated, err := streams.Search(c.Request().Context(), path, end, q, limit, func(m streams.Match) error {
+		if err := enc.Encode(m); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil {
+		s.log.Debug("search ended", "run_id", id, "err", err)
+		return nil
+	}
+	return enc.Encode(map[string]any{"done": true, "matches": n, "truncated": truncated, "searched_bytes": end, "ms": time.Since(start).Milliseconds()})
 }

@@ -282,11 +282,12 @@ func (s *server) showRun(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("find log tail: %w", err)
 	}
-	before, err := streams.CountLines(path, start)
+	first, err := streams.LineNumber(path, start)
 	if err != nil {
-		return fmt.Errorf("count lines: %w", err)
+		return fmt.Errorf("number lines: %w", err)
 	}
-	p.TailFirst = before + 1
+	p.TailFirst = first
+	before := first - 1
 	p.Tail, err = readPlainLines(path, start, end)
 	if err != nil {
 		return err

@@ -59,6 +59,7 @@ func (s *server) routes() http.Handler {
 	api.POST("/runs/:id/rerun", s.rerunRun, limit)
 	api.GET("/runs/:id/events", s.streamRunEvents)
 	api.GET("/runs/:id/log", s.getRunLog)
+	api.GET("/runs/:id/search", s.searchRunLog)
 
 	s.pageRoutes(e)
 	return e

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -19,6 +20,12 @@ const MaxLineBytes = 4 << 20
 // SplitMarker ends every piece of a line that was split for length.
 const SplitMarker = " \u23CE[shiplog: line longer than 4 MiB split here]"
 
+// IndexEvery is the spacing of the sparse line index written beside each
+// log (ID.log.idx): the little-endian uint64 offsets where lines 1, 1+N,
+// 1+2N, … start, so any line's number is found without reading the log from
+// its start. Package streams reads it.
+const IndexEvery = 4096
+
 // minMaskLen is the shortest value ::add-mask:: accepts: masking one or two
 // characters would destroy the log and protect nothing.
 const minMaskLen = 3
@@ -32,6 +39,8 @@ type logWriter struct {
 	onCmd   func(Command, int64)
 	err     error
 	batch   int64 // lines in out, not yet committed
+	idx     *os.File
+	idxOut  []byte // index entries for the lines in out
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -40,8 +49,8 @@ type logWriter struct {
 	masks    []string
 }
 
-func newLogWriter(f *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
-	w := &logWriter{f: f, onCmd: onCmd}
+func newLogWriter(f, idx *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
+	w := &logWriter{f: f, idx: idx, onCmd: onCmd}
 	for _, s := range secrets {
 		w.addMask(s)
 	}
@@ -146,6 +155,9 @@ func (w *logWriter) line(l []byte, split bool) {
 		w.mu.Unlock()
 	}
 	start := len(w.out)
+	if n := w.lines + w.batch; n%IndexEvery == 0 {
+		w.idxOut = binary.LittleEndian.AppendUint64(w.idxOut, uint64(w.bytes+int64(start)))
+	}
 	if w.replacer != nil && len(w.masks) > 0 {
 		w.out = append(w.out, w.replacer.Replace(string(l))...)
 	} else {
@@ -172,6 +184,8 @@ func (w *logWriter) line(l []byte, split bool) {
 func (w *logWriter) flush() {
 	batch := w.batch
 	w.batch = 0
+	idxOut := w.idxOut
+	w.idxOut = w.idxOut[:0]
 	if len(w.out) == 0 || w.err != nil {
 		return
 	}
@@ -187,6 +201,13 @@ func (w *logWriter) flush() {
 	w.bytes += int64(n)
 	w.lines += batch
 	w.mu.Unlock()
+	if w.idx != nil && len(idxOut) > 0 {
+		// The index is a help, not the record: readers rebuild what is
+		// missing, so a failed write here is not the run's failure.
+		if _, err := w.idx.Write(idxOut); err != nil {
+			w.idx = nil
+		}
+	}
 }
 
 // Err returns the first write error.

@@ -30,7 +30,7 @@ func TestMaskingCoversEncodings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w := newLogWriter(f, []string{secret}, nil)
+			w := newLogWriter(f, nil, []string{secret}, nil)
 			// Written in two pieces, split inside the value.
 			line := "token=" + form + " end\n"
 			half := len("token=") + len(form)/2

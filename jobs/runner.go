@@ -479,6 +479,7 @@ func (r *Runner) prune(job string) {
 		if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.log.Error("remove pruned log", "run_id", id, "err", err)
 		}
+		_ = os.Remove(r.LogPath(id) + ".idx")
 	}
 }
 
@@ -513,7 +514,13 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 	for _, sec := range t.job.Secrets {
 		masks = append(masks, sec.Value)
 	}
-	lw := newLogWriter(f, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
+	idx, err := os.OpenFile(r.LogPath(t.run.ID)+".idx", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		idx = nil // readers rebuild the index from the log
+	} else {
+		defer idx.Close()
+	}
+	lw := newLogWriter(f, idx, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
 	now := time.Now()
 	r.mu.Lock()
 	t.lw = lw

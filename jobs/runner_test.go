@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -611,5 +612,29 @@ jobs:
 	}
 	if got := waitRun(t, r, small.ID, finished); got.State != Succeeded || readLog(t, r, small.ID) != "fine\n" {
 		t.Errorf("other run: %s", got.State)
+	}
+}
+
+// The sparse line index beside the log holds where lines 1, 4097, 8193, …
+// start.
+func TestRunnerWritesLineIndex(t *testing.T) {
+	r, _ := testRunner(t, `jobs:
+  j: {run: "awk 'BEGIN { for (i = 1; i <= 10000; i++) print \"line\", i }'"}
+`)
+	run := waitRun(t, r, trigger(t, r, "j", nil).ID, finished)
+	log := readLog(t, r, run.ID)
+	idx, err := os.ReadFile(r.LogPath(run.ID) + ".idx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(idx) != 3*8 {
+		t.Fatalf("index has %d bytes, want 3 entries", len(idx))
+	}
+	for k := range 3 {
+		off := int(binary.LittleEndian.Uint64(idx[k*8:]))
+		want := fmt.Sprintf("line %d\n", k*IndexEvery+1)
+		if !strings.HasPrefix(log[off:], want) || (off > 0 && log[off-1] != '\n') {
+			t.Errorf("entry %d: offset %d holds %q, want %q", k, off, log[off:off+12], want)
+		}
 	}
 }

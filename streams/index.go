@@ -1,0 +1,155 @@
+package streams
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// indexEvery must match jobs.IndexEvery: the runner writes ID.log.idx, the
+// little-endian uint64 offsets where lines 1, 1+indexEvery, … start.
+const indexEvery = 4096
+
+// ErrNoSuchLine is returned for a line number past the end of the log.
+var ErrNoSuchLine = errors.New("no such line")
+
+// lineIndex returns the known line-start offsets of the log at path, up to
+// end: what the index file holds, extended by scanning the log where it
+// stops short (an old log, or one being written).
+func lineIndex(path string, end int64) ([]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return []int64{0}, nil
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, _ := os.ReadFile(path + ".idx") // missing or short: rebuilt below
+	idx := make([]int64, 0, len(data)/8+1)
+	var b [1]byte
+	for i := 0; i+8 <= len(data); i += 8 {
+		off := int64(binary.LittleEndian.Uint64(data[i:]))
+		if off > end || (len(idx) > 0 && off <= idx[len(idx)-1]) {
+			break // written past what is readable now, or damaged
+		}
+		if off > 0 {
+			if _, err := f.ReadAt(b[:], off-1); err != nil || b[0] != '\n' {
+				break // not a line start: damaged
+			}
+		} else if i > 0 {
+			break
+		}
+		idx = append(idx, off)
+	}
+	if len(idx) == 0 || idx[0] != 0 {
+		idx = []int64{0}
+	}
+	pos := idx[len(idx)-1]
+	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, end-pos), 256<<10)
+	lines := 0
+	for {
+		chunk, err := r.ReadSlice('\n')
+		pos += int64(len(chunk))
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			lines++
+			if lines == indexEvery && pos < end {
+				idx = append(idx, pos)
+				lines = 0
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			break
+		}
+	}
+	return idx, nil
+}
+
+// LineNumber returns the 1-based number of the line starting at off.
+func LineNumber(path string, off int64) (int64, error) {
+	idx, err := lineIndex(path, off)
+	if err != nil {
+		return 0, err
+	}
+	k := len(idx) - 1
+	for k > 0 && idx[k] > off {
+		k--
+	}
+	n, err := countNewlines(path, idx[k], off)
+	if err != nil {
+		return 0, err
+	}
+	return int64(k)*indexEvery + 1 + n, nil
+}
+
+// LineOffset returns where line n (1-based) starts in a log whose whole
+// lines end at end.
+func LineOffset(path string, n, end int64) (int64, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("%w: %d", ErrNoSuchLine, n)
+	}
+	idx, err := lineIndex(path, end)
+	if err != nil {
+		return 0, err
+	}
+	k := min(int((n-1)/indexEvery), len(idx)-1)
+	skip := n - 1 - int64(k)*indexEvery
+	pos := idx[k]
+	if skip == 0 {
+		if pos > end || (pos == end && n > 1) {
+			return 0, fmt.Errorf("%w: %d", ErrNoSuchLine, n)
+		}
+		return pos, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, end-pos), 256<<10)
+	for skip > 0 {
+		chunk, err := r.ReadSlice('\n')
+		pos += int64(len(chunk))
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			skip--
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			break
+		}
+	}
+	if skip > 0 || pos >= end {
+		return 0, fmt.Errorf("%w: %d", ErrNoSuchLine, n)
+	}
+	return pos, nil
+}
+
+func countNewlines(path string, from, to int64) (int64, error) {
+	if to <= from {
+		return 0, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	var n int64
+	r := io.NewSectionReader(f, from, to-from)
+	for {
+		k, err := r.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package streams
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// Match is one line of a log that matched a search.
+type Match struct {
+	Line   int64  `json:"line"`
+	Offset int64  `json:"offset"`
+	Text   string `json:"text"` // the line, cut at maxMatchText bytes
+}
+
+const maxMatchText = 1024
+
+// Query is what to look for: plain text, or a regular expression.
+type Query struct {
+	match func(line []byte) bool
+}
+
+// ParseQuery reads "text" or "re:expression"; ignoreCase applies to both.
+func ParseQuery(q string, ignoreCase bool) (Query, error) {
+	if q == "" {
+		return Query{}, errors.New("empty query")
+	}
+	if expr, ok := strings.CutPrefix(q, "re:"); ok {
+		if ignoreCase {
+			expr = "(?i)" + expr
+		}
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return Query{}, fmt.Errorf("invalid regular expression: %w", err)
+		}
+		return Query{match: re.Match}, nil
+	}
+	if ignoreCase {
+		// Case-insensitive plain text goes through an escaped expression,
+		// which folds case without copying each line.
+		re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(q))
+		return Query{match: re.Match}, nil
+	}
+	needle := []byte(q)
+	return Query{match: func(l []byte) bool { return bytes.Contains(l, needle) }}, nil
+}
+
+// Search reads the log's whole lines up to end, one at a time, and emits
+// each matching line until limit matches. It holds no more than one line in
+// memory. It returns how many matched and whether it stopped at the limit.
+func Search(ctx context.Context, path string, end int64, q Query, limit int, emit func(Match) error) (int, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, end), 256<<10)
+	var (
+		pos, line int64
+		n         int
+		long      []byte // a line longer than the reader's buffer
+	)
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, chunk...)
+			continue
+		}
+		if len(chunk) == 0 && len(long) == 0 {
+			return n, false, nil
+		}
+		full := chunk
+		if long != nil {
+			full = append(long, chunk...)
+			long = nil
+		}
+		line++
+		start := pos
+		pos += int64(len(full))
+		text := full[:len(full)-min(1, len(full))]
+		if q.match(text) {
+			n++
+			if err := emit(Match{Line: line, Offset: start, Text: string(text[:min(len(text), maxMatchText)])}); err != nil {
+				return n, false, err
+			}
+			if n >= limit {
+				return n, true, nil
+			}
+		}
+		if line%4096 == 0 && ctx.Err() != nil {
+			return n, false, ctx.Err()
+		}
+		if err != nil {
+			return n, false, nil
+		}
+	}
+}
