@@ -198,31 +198,63 @@ func TestBrowserPermalinkAndSearch(t *testing.T) {
 	)
 }
 
-func TestBrowserBigFinishedLogLoadsAndScrolls(t *testing.T) {
+func TestBrowserBigLogOpensAtTailLoadsEarlierAndSearchesAll(t *testing.T) {
 	s := startServer(t, browserConfig)
 	ctx := browser(t)
 	run := s.trigger("numbers", map[string]string{"N": "100000"})
 	s.waitRun(run.ID, isFinished)
+	page := fmt.Sprintf("%s/runs/%d", s.URL, run.ID)
+	windowText := `(document.querySelector('[data-testid=log-window]')?.textContent || '')`
+
+	// Opens on its last lines, saying where the window begins.
 	start := time.Now()
 	must(t, ctx,
-		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
-		until(`document.querySelector('[data-testid=log-size]')?.textContent === '100,000 lines'`),
+		chromedp.Navigate(page),
 		until(logHas("row 100000 of 100000")),
+		until(windowText+`.startsWith('Showing lines 95,001–100,000. 95,000 earlier lines')`),
 	)
-	t.Logf("100,000 lines loaded in %v", time.Since(start).Round(time.Millisecond))
-	// Scroll to the middle: the rows there render, and the DOM stays small.
+	t.Logf("100,000-line log usable at its tail in %v", time.Since(start).Round(time.Millisecond))
+
+	// Scrolling to the top loads earlier lines and keeps what was in view.
 	var rows int
 	must(t, ctx,
-		chromedp.Evaluate(`document.querySelector('.log-view').scrollTop = 50000 * 20; true`, nil),
-		until(logHas("row 50001 of 100000")),
+		chromedp.Evaluate(`document.querySelector('.log-view').scrollTop = 0; true`, nil),
+		until(`!`+windowText+`.startsWith('Showing lines 95,001')`),
+		until(logHas("row 95001 of 100000")),
+		until(logHas("row 94990 of 100000")),
 		chromedp.Evaluate(`document.querySelectorAll('.log-view .l').length`, &rows),
 	)
 	if rows > 400 || rows < 20 {
-		t.Errorf("%d rows in the DOM for 100,000 lines", rows)
+		t.Errorf("%d rows in the DOM", rows)
 	}
-	if !strings.Contains(string(s.logFile(run.ID)[:20]), "row 1 of") {
-		t.Error("log file")
+	var inView bool
+	must(t, ctx, chromedp.Evaluate(`(() => {
+		const r = document.getElementById('L95001').getBoundingClientRect();
+		const v = document.querySelector('.log-view').getBoundingClientRect();
+		return r.top >= v.top && r.bottom <= v.bottom;
+	})()`, &inView))
+	if !inView {
+		t.Error("the line that was at the top moved out of view when earlier lines came in")
 	}
+
+	// A permalink near the start opens there, not at the tail.
+	must(t, ctx,
+		chromedp.Navigate(page+"#L123"),
+		chromedp.Reload(),
+		until(`document.querySelector('#L123.target') !== null`),
+		until(logHas("row 123 of 100000")),
+	)
+	// Back to the end.
+	must(t, ctx,
+		chromedp.Evaluate(`document.querySelector('[data-testid=jump]').click(); true`, nil),
+		until(logHas("row 100000 of 100000")),
+	)
+	// Search covers the whole log, not only what is loaded, and jumps there.
+	must(t, ctx,
+		chromedp.SendKeys(`[data-testid=search]`, "row 777 of"),
+		until(`document.querySelector('[data-testid=search-count]').textContent === '1 of 1 in the whole log'`),
+		until(`document.querySelector('.l.match.current .t')?.textContent === 'row 777 of 100000'`),
+	)
 }
 
 // TestBrowserScreenshots saves the three pages, light and dark, to

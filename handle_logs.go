@@ -215,6 +215,7 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Log-Start", strconv.FormatInt(from, 10))
 	h.Set("X-Log-Offset", strconv.FormatInt(cur.Offset(), 10))
 	h.Set("X-Run-State", string(now.State))
 	h.Set("X-Log-Complete", strconv.FormatBool(complete))

@@ -119,25 +119,49 @@
   };
   const KIND_CLASS = ['', 'grp', 'cmd', 'cmd', 'ann-error', 'ann-warning', 'ann-notice', 'marker'];
 
+  const TAIL = 5000;        // a big log opens on its last lines
+  const CHUNK = 512 << 10;  // bytes fetched per "load earlier"
+  const utf8 = new TextDecoder('utf-8');
+  // Whole lines from bytes that end with a newline.
+  const splitLines = (bytes) => {
+    const text = utf8.decode(bytes);
+    const lines = text.split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();
+    return lines;
+  };
+
+  // LogView shows a window of a run's log: [startOffset, endOffset) in bytes,
+  // lines first.. onwards. It grows upward by byte ranges of the raw log,
+  // downward from the live stream, or by chunks when it shows a place far
+  // from the end (a permalink or search match).
   class LogView {
     constructor(root) {
       this.root = root;
       this.url = root.dataset.events;
-      this.lines = [];     // raw lines
-      this.kinds = [];     // K_* per line
-      this.parent = [];    // index of the enclosing group header, or -1
-      this.stack = [];     // open groups while reading
-      this.closed = new Set();
-      this.visible = null; // indices shown when some group is closed
-      this.first = 1;      // line number of lines[0]
+      this.raw = this.url.replace(/\/events$/, '/log');
+      this.searchURL = this.url.replace(/\/events$/, '/search');
+      this.total = parseInt(root.dataset.lines || '0', 10);
       this.follow = true;
-      this.target = -1;    // index of the #L line
+      this.query = '';
+      this.matchNums = null; this.matchList = []; this.cur = -1; this.serverSearch = false;
       this.wantLine = this.hashLine();
-      this.matches = []; this.cur = -1; this.query = '';
-      this.offset = null;  // last event id
-      this.finished = false;
       this.build();
-      this.connect();
+      this.reset();
+      this.open();
+    }
+
+    reset() {
+      if (this.es) this.es.close();
+      this.es = null;
+      this.lines = []; this.kinds = []; this.parent = []; this.stack = [];
+      this.closed = new Set(); this.visible = null; this.target = -1;
+      this.first = 1; this.startOffset = 0; this.endOffset = null;
+      this.detached = false; this.finished = false; this.loading = false;
+    }
+
+    open() {
+      if (this.wantLine && this.total - this.wantLine > TAIL) this.jumpTo(this.wantLine);
+      else this.connect(this.total > TAIL && !this.wantLine ? `?tail=${TAIL}` : this.wantLine ? `?line=${Math.max(1, this.wantLine - 1000)}` : '');
     }
 
     build() {
@@ -157,10 +181,14 @@
       this.jump.textContent = 'Jump to latest ↓';
       this.jump.hidden = true;
       this.jump.dataset.testid = 'jump';
+      this.earlier = document.createElement('div');
+      this.earlier.className = 'log-window';
+      this.earlier.dataset.testid = 'log-window';
+      this.earlier.hidden = true;
       this.view.append(this.sizer, this.rows);
       const wrap = document.createElement('div');
       wrap.style.position = 'relative';
-      wrap.append(this.view, this.jump);
+      wrap.append(this.earlier, this.view, this.jump);
       r.querySelector('.log-bar').after(wrap);
       this.foot = r.querySelector('[data-testid=log-size]');
       for (const el of r.querySelectorAll('.log-bar [hidden]')) el.hidden = false;
@@ -170,20 +198,21 @@
       this.wrapBox = r.querySelector('[data-opt=wrap]');
 
       let debounce;
-      this.search.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(() => this.find(this.search.value), 150); });
+      this.search.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(() => this.find(this.search.value), 200); });
       this.search.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); this.step(e.shiftKey ? -1 : 1); } });
       r.querySelector('[data-act=next]').addEventListener('click', () => this.step(1));
       r.querySelector('[data-act=prev]').addEventListener('click', () => this.step(-1));
-      this.followBox.addEventListener('change', () => this.setFollow(this.followBox.checked));
+      this.followBox.addEventListener('change', () => this.followBox.checked ? this.toLatest() : this.setFollow(false));
       this.wrapBox.addEventListener('change', () => { r.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); });
-      this.jump.addEventListener('click', () => this.setFollow(true));
+      this.jump.addEventListener('click', () => this.toLatest());
+      this.earlier.addEventListener('click', (e) => { if (e.target.closest('button')) this.loadEarlier(); });
       this.view.addEventListener('scroll', () => this.onScroll(), { passive: true });
       // The user's own move up stops following at once, even while lines
       // keep pinning the view to the end.
       this.view.addEventListener('wheel', (e) => { if (e.deltaY < 0 && this.follow) this.setFollow(false); }, { passive: true });
       this.view.addEventListener('keydown', (e) => { if (['ArrowUp', 'PageUp', 'Home'].includes(e.key) && this.follow) this.setFollow(false); });
       this.rows.addEventListener('click', (e) => this.onClick(e));
-      window.addEventListener('hashchange', () => { this.wantLine = this.hashLine(); this.seekWanted(); });
+      window.addEventListener('hashchange', () => { const n = this.hashLine(); if (n) this.goToLine(n); });
       window.addEventListener('resize', () => this.schedule());
       document.addEventListener('keydown', (e) => {
         if (e.key === '/' && document.activeElement !== this.search && !/INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) {
@@ -194,17 +223,20 @@
 
     hashLine() { const m = /^#L(\d+)$/.exec(location.hash); return m ? parseInt(m[1], 10) : 0; }
 
-    connect() {
-      const url = this.offset === null ? this.url : `${this.url}?after=${this.offset}`;
+    // connect follows the live stream, from where the window ends.
+    connect(query) {
+      const url = this.endOffset === null ? this.url + (query || '') : `${this.url}?after=${this.endOffset}`;
       const es = new EventSource(url);
       this.es = es;
+      this.detached = false;
       es.addEventListener('window', (e) => {
-        if (this.offset !== null) return; // a reconnect: we know where we are
+        if (this.endOffset !== null) return; // a reconnect: we know where we are
         const w = JSON.parse(e.data);
-        this.first = w.line;
+        this.first = w.line; this.startOffset = w.offset; this.endOffset = w.offset;
+        this.schedule();
       });
       es.addEventListener('log', (e) => {
-        this.offset = e.lastEventId;
+        this.endOffset = parseInt(e.lastEventId, 10);
         this.append(e.data.split('\n').map(decode));
       });
       es.addEventListener('shutdown', () => { this.foot.textContent = 'The server is restarting; reconnecting…'; });
@@ -217,23 +249,109 @@
         this.schedule();
       });
       es.onerror = () => {
-        if (this.finished) return;
+        if (this.finished || this.es !== es) return;
         // EventSource retries by itself with Last-Event-ID; if it gave up
         // (an HTTP error), start again from our own offset.
-        if (es.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), 2000);
+        if (es.readyState === EventSource.CLOSED) setTimeout(() => { if (this.es === es) this.connect(); }, 2000);
       };
     }
 
-    append(batch) {
-      for (const t of batch) {
-        const i = this.lines.length;
-        const k = classify(t);
-        this.lines.push(t);
-        this.kinds.push(k);
-        this.parent.push(this.stack.length ? this.stack[this.stack.length - 1] : -1);
+    // jumpTo shows the log around line n, away from the live end.
+    async jumpTo(n) {
+      this.reset();
+      this.detached = true;
+      this.setFollow(false);
+      const from = Math.max(1, n - 200);
+      this.wantLine = n;
+      this.loading = true;
+      try {
+        const r = await fetch(`${this.raw}?line=${from}`);
+        if (!r.ok) throw new Error(`${r.status}`);
+        this.first = from;
+        this.startOffset = parseInt(r.headers.get('X-Log-Start'), 10);
+        this.endOffset = parseInt(r.headers.get('X-Log-Offset'), 10);
+        this.finished = r.headers.get('X-Log-Complete') === 'true';
+        this.loading = false;
+        this.append(splitLines(new Uint8Array(await r.arrayBuffer())));
+      } catch (err) {
+        this.loading = false;
+        this.foot.textContent = `Could not load line ${n}: ${err.message}`;
+      }
+    }
+
+    goToLine(n) {
+      const i = n - this.first;
+      if (i >= 0 && i < this.lines.length) { this.wantLine = n; this.seekWanted(); } else this.jumpTo(n);
+    }
+
+    toLatest() {
+      if (this.detached) { this.reset(); this.setFollow(true); this.connect(this.total > TAIL ? `?tail=${TAIL}` : ''); }
+      else this.setFollow(true);
+    }
+
+    // loadEarlier prepends the lines before the window, by byte range.
+    async loadEarlier() {
+      if (this.loading || this.startOffset <= 0) return;
+      this.loading = true;
+      try {
+        let size = CHUNK, buf, start;
+        for (;;) {
+          const from = Math.max(0, this.startOffset - size);
+          const r = await fetch(this.raw, { headers: { Range: `bytes=${from}-${this.startOffset - 1}` } });
+          if (!r.ok) throw new Error(`${r.status}`);
+          buf = new Uint8Array(await r.arrayBuffer());
+          start = from;
+          if (from === 0) break;
+          const i = buf.indexOf(10);
+          if (i >= 0) { buf = buf.subarray(i + 1); start = from + i + 1; break; }
+          size *= 4; // one line longer than the chunk
+        }
+        this.prepend(splitLines(buf), start);
+      } catch (err) {
+        this.foot.textContent = `Could not load earlier lines: ${err.message}`;
+      } finally {
+        this.loading = false;
+      }
+    }
+
+    // loadLater appends the next chunk of a window shown away from the end,
+    // and follows the live stream once it reaches it.
+    async loadLater() {
+      if (this.loading || !this.detached || this.finished) return;
+      this.loading = true;
+      try {
+        const r = await fetch(`${this.raw}?after=${this.endOffset}`);
+        if (!r.ok) throw new Error(`${r.status}`);
+        const next = parseInt(r.headers.get('X-Log-Offset'), 10);
+        const complete = r.headers.get('X-Log-Complete') === 'true';
+        const lines = splitLines(new Uint8Array(await r.arrayBuffer()));
+        this.endOffset = next;
+        this.loading = false;
+        if (lines.length) this.append(lines);
+        if (complete) { this.finished = true; this.schedule(); }
+        else if (!lines.length) this.connect(); // at the live end
+      } catch (err) {
+        this.loading = false;
+        this.foot.textContent = `Could not load more lines: ${err.message}`;
+      }
+    }
+
+    classifyFrom(i) {
+      for (; i < this.lines.length; i++) {
+        const k = classify(this.lines[i]);
+        this.kinds[i] = k;
+        this.parent[i] = this.stack.length ? this.stack[this.stack.length - 1] : -1;
         if (k === K_GROUP) this.stack.push(i);
         else if (k === K_END && this.stack.length) this.stack.pop();
-        if (this.query && this.matchLine(i)) this.matches.push(i);
+      }
+    }
+
+    append(batch) {
+      const from = this.lines.length;
+      for (const t of batch) this.lines.push(t);
+      this.classifyFrom(from);
+      for (let i = from; i < this.lines.length; i++) {
+        if (this.query && !this.serverSearch && this.matchLine(i)) this.addMatch(this.first + i);
         if (this.visible && !this.hidden(i)) this.visible.push(i);
       }
       this.resize();
@@ -241,8 +359,34 @@
       this.schedule();
     }
 
-    // The sizer gives the view its full scroll height; it must grow before
-    // anything scrolls to a new line, or the browser clamps the scroll.
+    prepend(batch, start) {
+      const n = batch.length;
+      if (!n) { this.startOffset = start; return; }
+      const top = this.view.scrollTop;
+      this.lines = batch.concat(this.lines);
+      this.first -= n;
+      this.startOffset = start;
+      this.kinds = []; this.parent = []; this.stack = [];
+      this.classifyFrom(0);
+      const closed = this.closed;
+      this.closed = new Set([...closed].map((i) => i + n));
+      if (this.target >= 0) this.target += n;
+      if (this.closed.size) this.rebuildVisible();
+      if (this.query && !this.serverSearch) {
+        const added = [];
+        for (let i = 0; i < n; i++) if (this.matchLine(i)) added.push(this.first + i);
+        this.matchList = added.concat(this.matchList);
+        for (const num of added) this.matchNums.add(num);
+        if (this.cur >= 0) this.cur += added.length;
+        this.showCount();
+      }
+      this.resize();
+      // What the user was looking at stays where it was.
+      this.view.scrollTop = top + n * H;
+      this.seekWanted();
+      this.schedule();
+    }
+
     // A following view stays pinned to the end as it grows.
     resize() {
       this.sizer.style.height = `${this.count() * H + 8}px`;
@@ -254,14 +398,16 @@
       return false;
     }
 
+    rebuildVisible() {
+      if (!this.closed.size) { this.visible = null; return; }
+      const v = [];
+      for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
+      this.visible = v;
+    }
+
     toggleGroup(i) {
       if (this.closed.has(i)) this.closed.delete(i); else this.closed.add(i);
-      if (!this.closed.size) this.visible = null;
-      else {
-        const v = [];
-        for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
-        this.visible = v;
-      }
+      this.rebuildVisible();
       this.resize();
       this.schedule();
     }
@@ -284,43 +430,52 @@
     render() {
       const n = this.count();
       this.resize();
-      if (this.follow) this.view.scrollTop = this.view.scrollHeight;
       const top = this.view.scrollTop, h = this.view.clientHeight || 600;
       const start = Math.max(0, Math.floor(top / H) - OVERSCAN);
       const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
       let html = '';
-      const cur = this.cur >= 0 ? this.matches[this.cur] : -1;
-      const matchSet = this.matchSet;
+      const cur = this.cur >= 0 ? this.matchList[this.cur] : -1;
       for (let r = start; r < end; r++) {
         const i = this.indexAt(r);
         const k = this.kinds[i];
+        const num = this.first + i;
         let cls = 'l';
         if (KIND_CLASS[k]) cls += ' ' + KIND_CLASS[k];
         if (k === K_GROUP && this.closed.has(i)) cls += ' closed';
         if (i === this.target) cls += ' target';
-        if (matchSet && matchSet.has(i)) cls += i === cur ? ' match current' : ' match';
-        const num = this.first + i;
+        if (this.matchNums && this.matchNums.has(num)) cls += num === cur ? ' match current' : ' match';
         let t = this.lines[i];
         if (k === K_GROUP) t = t.slice(9);
         html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a><span class="t">${ansi(carriage(t))}</span></div>`;
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
       this.rows.innerHTML = html;
-      this.foot.textContent = `${(this.first - 1 + this.lines.length).toLocaleString()} lines${this.finished ? '' : ' · live'}`;
+      const last = this.first - 1 + this.lines.length;
+      const windowed = this.first > 1 || this.detached;
+      this.earlier.hidden = !windowed;
+      if (windowed) {
+        this.earlier.innerHTML = this.first > 1
+          ? `Showing lines ${this.first.toLocaleString()}–${last.toLocaleString()}. ${(this.first - 1).toLocaleString()} earlier lines: <button class="link" type="button" data-testid="load-earlier">${this.loading ? 'loading…' : 'load earlier'}</button> (or scroll up)`
+          : `Showing lines 1–${last.toLocaleString()}.`;
+      }
+      this.jump.textContent = this.detached ? 'Jump to the end ↓' : 'Jump to latest ↓';
+      this.foot.textContent = `${last.toLocaleString()} lines${this.finished ? '' : this.detached ? '' : ' · live'}`;
     }
 
     // Following means being at the end: scrolling away stops it, scrolling
     // back to the end (or "Jump to latest") resumes it.
     onScroll() {
       const atEnd = this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
-      if (atEnd !== this.follow) this.setFollow(atEnd);
+      if (!this.detached && atEnd !== this.follow) this.setFollow(atEnd);
+      if (this.view.scrollTop < 40 * H && this.startOffset > 0) this.loadEarlier();
+      if (this.detached && this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 40 * H) this.loadLater();
       this.schedule();
     }
 
     setFollow(on) {
-      this.follow = on;
-      this.followBox.checked = on;
-      this.jump.hidden = on;
+      this.follow = on && !this.detached;
+      this.followBox.checked = this.follow;
+      this.jump.hidden = this.follow;
       this.schedule();
     }
 
@@ -357,24 +512,43 @@
 
     matchLine(i) { return strip(carriage(this.lines[i])).toLowerCase().includes(this.query); }
 
-    find(q) {
+    addMatch(num) { this.matchNums.add(num); this.matchList.push(num); }
+
+    showCount() {
+      const n = this.matchList.length;
+      const where = this.serverSearch ? ' in the whole log' : '';
+      this.countEl.textContent = !this.query ? '' : n ? `${this.cur + 1} of ${n}${this.truncated ? '+' : ''}${where}` : 'no matches';
+    }
+
+    // find searches the loaded lines at once, and the whole log on the
+    // server when only part of it is loaded.
+    async find(q) {
       this.query = q.toLowerCase();
-      this.matches = [];
-      this.cur = -1;
-      if (this.query) for (let i = 0; i < this.lines.length; i++) if (this.matchLine(i)) this.matches.push(i);
-      this.matchSet = this.query ? new Set(this.matches) : null;
-      if (this.matches.length) this.step(1);
-      else { this.countEl.textContent = this.query ? 'no matches' : ''; this.schedule(); }
+      this.matchList = []; this.matchNums = this.query ? new Set() : null; this.cur = -1; this.truncated = false;
+      this.serverSearch = !!this.query && (this.first > 1 || this.detached);
+      if (this.serverSearch) {
+        const token = (this.searchToken = {});
+        const r = await fetch(`${this.searchURL}?q=${encodeURIComponent(q)}&limit=1000`);
+        if (token !== this.searchToken) return; // a newer search started
+        if (!r.ok) { this.countEl.textContent = 'search failed'; return; }
+        for (const l of (await r.text()).split('\n')) {
+          if (!l) continue;
+          const m = JSON.parse(l);
+          if (m.done) this.truncated = m.truncated; else this.addMatch(m.line);
+        }
+      } else if (this.query) {
+        for (let i = 0; i < this.lines.length; i++) if (this.matchLine(i)) this.addMatch(this.first + i);
+      }
+      if (this.matchList.length) this.step(1);
+      else { this.showCount(); this.schedule(); }
     }
 
     step(d) {
-      if (!this.matches.length) return;
-      if (this.matchSet.size !== this.matches.length) this.matchSet = new Set(this.matches);
-      this.cur = (this.cur + d + this.matches.length) % this.matches.length;
-      this.countEl.textContent = `${this.cur + 1} of ${this.matches.length}`;
-      const i = this.matches[this.cur];
-      for (let p = this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) this.toggleGroup(p);
-      this.scrollToIndex(i);
+      if (!this.matchList.length) return;
+      this.cur = (this.cur + d + this.matchList.length) % this.matchList.length;
+      this.showCount();
+      this.goToLine(this.matchList[this.cur]);
+      this.schedule();
     }
   }
 
