@@ -472,6 +472,54 @@ func BenchmarkLoad(b *testing.B) {
 		s.release(run)
 	}
 
+	// A 1 GB log: memory stays flat while it is served whole, paged by range,
+	// opened at its tail and searched.
+	{
+		run := s.trigger(b, "print", map[string]string{"SPEC": "0,12700000"})
+		s.wait(b, run)
+		path := filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run))
+		st, _ := os.Stat(path)
+		base := fmt.Sprintf("%s/api/runs/%d", s.url, run)
+		drain := func(req *http.Request) {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		get := func(u string) { req, _ := http.NewRequest("GET", u, nil); drain(req) }
+		get(base + "/log?line=1") // warm
+		before := s.rss(b)
+		start := time.Now()
+		get(base + "/log")
+		whole := time.Since(start)
+		for i := range 100 {
+			req, _ := http.NewRequest("GET", base+"/log", nil)
+			off := st.Size() / 100 * int64(i)
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+512<<10))
+			drain(req)
+		}
+		for _, line := range []int{1, 100, 6000000, 12600000} {
+			get(fmt.Sprintf("%s/log?line=%d", base, line))
+		}
+		start = time.Now()
+		get(base + "/search?q=line+123+of+12700000")
+		search := time.Since(start)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/events?tail=5000", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		cancel()
+		after := s.rss(b)
+		mb := func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) }
+		add(row{fmt.Sprintf("resident memory serving a %d MB log: before, after", st.Size()>>20), mb(after), mb(before), ratio(float64(after), float64(before))})
+		add(row{"  download it whole", ms(whole), "-", "-"})
+		add(row{"  search all of it (case-insensitive)", ms(search), "-", "-"})
+	}
+
 	// Status polling: requests per second answered 200 and 304, against
 	// /healthz as the baseline.
 	{

@@ -298,3 +298,59 @@ func TestBrowserScreenshots(t *testing.T) {
 	s.release(live.ID)
 	s.waitRun(live.ID, isFinished)
 }
+
+// A 1 GB log, made by a real run: it opens at its tail, a line near its
+// start opens directly, and a search across all of it answers. The times are
+// logged (the benchmark holds the targets).
+func TestBrowserGigabyteLog(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("a 1 GB log: not under -short or -race")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, fmt.Sprintf(`
+jobs:
+  huge:
+    run: SHIPLOG_BENCH_PRINT="0,12700000" %q
+`, self))
+	ctx := browser(t)
+	run := s.trigger("huge", nil)
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		r := s.waitRun(run.ID, func(r *runJSON) bool { return true })
+		if r.State.Finished() {
+			if r.State != "succeeded" {
+				t.Fatalf("generating the log: %s %s", r.State, r.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("generating the log took over 5 minutes")
+		}
+		s.waitRun(run.ID, isFinished)
+	}
+	st, err := os.Stat(filepath.Join(s.Data, "logs", fmt.Sprintf("%d.log", run.ID)))
+	if err != nil || st.Size() < 1<<30 {
+		t.Fatalf("log is %v bytes (%v), want 1 GiB", st.Size(), err)
+	}
+	page := fmt.Sprintf("%s/runs/%d", s.URL, run.ID)
+	lineText := func(n int) string {
+		return fmt.Sprintf(`[...document.querySelectorAll('.log-view .l .t')].some(e => e.textContent.includes(' line %d of 12700000:'))`, n)
+	}
+	start := time.Now()
+	must(t, ctx, chromedp.Navigate(page), until(lineText(12700000)))
+	t.Logf("1 GB log (%d MB): at its tail in %v", st.Size()>>20, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	must(t, ctx, chromedp.Navigate(page+"#L100"), chromedp.Reload(), until(`document.querySelector('#L100.target') !== null`), until(lineText(100)))
+	t.Logf("1 GB log: #L100 open in %v", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	must(t, ctx,
+		chromedp.SendKeys(`[data-testid=search]`, "line 123 of 12700000"),
+		until(`document.querySelector('[data-testid=search-count]').textContent === '1 of 1 in the whole log'`),
+		until(lineText(123)),
+	)
+	t.Logf("1 GB log: search across all of it answered in %v", time.Since(start).Round(time.Millisecond))
+}

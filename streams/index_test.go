@@ -53,3 +53,19 @@ func TestLineIndexWithAndWithoutIndexFile(t *testing.T) {
 	os.WriteFile(lf.path+".idx", idx, 0o644)
 	t.Run("damaged index", check)
 }
+
+func TestContainsFoldASCII(t *testing.T) {
+	tests := []struct {
+		s, q string
+		want bool
+	}{
+		{"Hello World", "world", true}, {"HELLO", "hello", true}, {"hel", "hello", false},
+		{"xxHeLLoxx", "hello", true}, {"", "a", false}, {"abc", "", true}, {"a-b", "-b", true},
+		{"\\xff\\xfeBAD", "bad", true}, {"Zz", "zz", true}, {"@[", "`{", false},
+	}
+	for _, tt := range tests {
+		if got := containsFoldASCII([]byte(tt.s), []byte(tt.q)); got != tt.want {
+			t.Errorf("containsFoldASCII(%q, %q) = %v", tt.s, tt.q, got)
+		}
+	}
+}

@@ -42,8 +42,10 @@ func ParseQuery(q string, ignoreCase bool) (Query, error) {
 		return Query{match: re.Match}, nil
 	}
 	if ignoreCase {
-		// Case-insensitive plain text goes through an escaped expression,
-		// which folds case without copying each line.
+		if isASCII(q) {
+			lower := []byte(strings.ToLower(q))
+			return Query{match: func(l []byte) bool { return containsFoldASCII(l, lower) }}, nil
+		}
 		re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(q))
 		return Query{match: re.Match}, nil
 	}
@@ -103,4 +105,55 @@ func Search(ctx context.Context, path string, end int64, q Query, limit int, emi
 			return n, false, nil
 		}
 	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFoldASCII reports whether s holds q (lower case ASCII) in any
+// case, without copying s: it jumps between occurrences of q's first byte.
+func containsFoldASCII(s, q []byte) bool {
+	if len(q) == 0 {
+		return true
+	}
+	lo, up := q[0], q[0]
+	if 'a' <= lo && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	for i := 0; i+len(q) <= len(s); {
+		rest := s[i : len(s)-len(q)+1]
+		j := bytes.IndexByte(rest, lo)
+		if up != lo {
+			if k := bytes.IndexByte(rest, up); k >= 0 && (j < 0 || k < j) {
+				j = k
+			}
+		}
+		if j < 0 {
+			return false
+		}
+		i += j
+		if equalFoldASCII(s[i:i+len(q)], q) {
+			return true
+		}
+		i++
+	}
+	return false
+}
+
+func equalFoldASCII(s, lower []byte) bool {
+	for i, c := range s {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
