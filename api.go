@@ -22,6 +22,7 @@ type runJSON struct {
 type logJSON struct {
 	Bytes int64 `json:"bytes"`
 	Lines int64 `json:"lines"`
+	Cut   bool  `json:"cut"` // cut at the job's max_log_size
 }
 
 type linksJSON struct {
@@ -34,7 +35,7 @@ func toRunJSON(r *jobs.Run, now time.Time) runJSON {
 	id := strconv.FormatInt(r.ID, 10)
 	out := runJSON{
 		Run: r,
-		Log: logJSON{Bytes: r.LogBytes, Lines: r.LogLines},
+		Log: logJSON{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut},
 		Links: linksJSON{
 			Page:   "/runs/" + id,
 			Log:    "/api/runs/" + id + "/log",

@@ -261,3 +261,20 @@ func TestSearchWholeLog(t *testing.T) {
 		}
 	}
 }
+
+func TestLogCutIsVisibleInAPIAndRawLog(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  loud:
+    max_log_size: 1KiB
+    run: "i=0; while [ $i -lt 500 ]; do echo \"line $i\"; i=$((i+1)); done"
+`)
+	run := s.waitRun(s.trigger("loud", nil).ID, isFinished)
+	if !run.Log.Cut || run.State != "succeeded" {
+		t.Errorf("run: cut %v state %s", run.Log.Cut, run.State)
+	}
+	_, _, raw := s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), "")
+	if !strings.HasSuffix(string(raw), "[shiplog: the log was cut here at max_log_size; the rest of the output was discarded]\n") {
+		t.Errorf("raw log ends %q", raw[max(0, len(raw)-100):])
+	}
+}

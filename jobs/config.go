@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Job struct {
 	// Secrets reach the command as environment variables and are masked in
 	// its log.
 	Secrets []Secret
+	// MaxLogSize cuts the log at this many bytes (0: no limit); the cut is
+	// marked in the log and on the run.
+	MaxLogSize int64
 }
 
 // Secret is a value a job needs but no log may show, read when the config
@@ -101,6 +105,7 @@ type fileJob struct {
 	Confirm     bool              `yaml:"confirm"`
 	Params      []Param           `yaml:"params"`
 	Secrets     []fileSecret      `yaml:"secrets"`
+	MaxLogSize  string            `yaml:"max_log_size"`
 }
 
 type fileSecret struct {
@@ -257,6 +262,13 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		}
 		j.Params = append(j.Params, p)
 	}
+	if fj.MaxLogSize != "" {
+		n, err := parseSize(fj.MaxLogSize)
+		if err != nil || n < 1024 {
+			return nil, jfail("max_log_size", "%q is not a size of at least 1KiB, like 500MiB or 2GB", fj.MaxLogSize)
+		}
+		j.MaxLogSize = n
+	}
 	for i, sec := range fj.Secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
 		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
@@ -291,7 +303,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "confirm": true, "params": true, "secrets": true,
+	"lock": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.
@@ -320,4 +332,25 @@ func checkFields(n *yaml.Node) error {
 
 var paramFields = map[string]bool{
 	"name": true, "description": true, "required": true, "default": true, "choices": true, "pattern": true,
+}
+
+// parseSize reads "1048576", "500KB", "100MiB", "2GB".
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return n * mult, nil
 }

@@ -20,6 +20,9 @@ const MaxLineBytes = 4 << 20
 // SplitMarker ends every piece of a line that was split for length.
 const SplitMarker = " \u23CE[shiplog: line longer than 4 MiB split here]"
 
+// CutMarker is the last line of a log cut at its job's max_log_size.
+const CutMarker = "[shiplog: the log was cut here at max_log_size; the rest of the output was discarded]"
+
 // IndexEvery is the spacing of the sparse line index written beside each
 // log (ID.log.idx): the little-endian uint64 offsets where lines 1, 1+N,
 // 1+2N, … start, so any line's number is found without reading the log from
@@ -41,6 +44,8 @@ type logWriter struct {
 	batch   int64 // lines in out, not yet committed
 	idx     *os.File
 	idxOut  []byte // index entries for the lines in out
+	limit   int64  // bytes; 0: none
+	cut     bool   // the limit was reached: output is discarded
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -105,6 +110,9 @@ func containsString(list []string, s string) bool {
 // error is kept (see Err) and later output is discarded so the job can be
 // stopped cleanly.
 func (w *logWriter) Write(p []byte) {
+	if w.cut {
+		return
+	}
 	w.out = w.out[:0]
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
@@ -182,6 +190,9 @@ func (w *logWriter) line(l []byte, split bool) {
 // file sees them arrive together. On a short write the file is cut back to
 // its last whole line.
 func (w *logWriter) flush() {
+	if w.limit > 0 && !w.cut && w.bytes+int64(len(w.out)) > w.limit {
+		w.cutOut()
+	}
 	batch := w.batch
 	w.batch = 0
 	idxOut := w.idxOut
@@ -219,3 +230,30 @@ func (w *logWriter) Counts() (bytes, lines int64) {
 	defer w.mu.Unlock()
 	return w.bytes, w.lines
 }
+
+// cutOut keeps the whole lines of out that fit under the limit and ends the
+// log with CutMarker.
+func (w *logWriter) cutOut() {
+	room := int(w.limit - w.bytes)
+	keep := 0
+	kept := int64(0)
+	for keep < len(w.out) {
+		i := bytes.IndexByte(w.out[keep:], '\n')
+		if i < 0 || keep+i+1 > room {
+			break
+		}
+		keep += i + 1
+		kept++
+	}
+	w.out = append(w.out[:keep], CutMarker+"\n"...)
+	w.batch = kept + 1
+	// Index entries past the cut point at lines that are gone.
+	for len(w.idxOut) >= 8 && int64(binary.LittleEndian.Uint64(w.idxOut[len(w.idxOut)-8:])) >= w.bytes+int64(keep) {
+		w.idxOut = w.idxOut[:len(w.idxOut)-8]
+	}
+	w.cut = true
+	w.pending = nil
+}
+
+// Cut reports whether the log was cut at its size limit.
+func (w *logWriter) Cut() bool { return w.cut }

@@ -75,6 +75,7 @@ type Run struct {
 	FinishedAt  *time.Time        `json:"finished_at"`
 	LogBytes    int64             `json:"-"`
 	LogLines    int64             `json:"-"`
+	LogCut      bool              `json:"-"` // cut at the job's max_log_size
 	PID         int               `json:"-"` // process group of a running run
 }
 

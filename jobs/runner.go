@@ -436,6 +436,7 @@ func (r *Runner) execute(t *task) {
 	}
 	if t.lw != nil {
 		t.run.LogBytes, t.run.LogLines = t.lw.Counts()
+		t.run.LogCut = t.lw.Cut()
 	}
 	snap := t.run.clone()
 	r.mu.Unlock()
@@ -521,6 +522,7 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 		defer idx.Close()
 	}
 	lw := newLogWriter(f, idx, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
+	lw.limit = t.job.MaxLogSize
 	now := time.Now()
 	r.mu.Lock()
 	t.lw = lw

@@ -638,3 +638,35 @@ func TestRunnerWritesLineIndex(t *testing.T) {
 		}
 	}
 }
+
+// A log over its job's max_log_size is cut at a whole line and ends with a
+// visible marker; the run itself is not failed for it.
+func TestLogCutAtMaxLogSize(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  loud:
+    max_log_size: 2KiB
+    run: "i=0; while [ $i -lt 1000 ]; do echo \"line $i of output\"; i=$((i+1)); done; echo done"
+`)
+	run := waitRun(t, r, trigger(t, r, "loud", nil).ID, finished)
+	log := readLog(t, r, run.ID)
+	if run.State != Succeeded || !run.LogCut {
+		t.Errorf("state %s, cut %v", run.State, run.LogCut)
+	}
+	if !strings.HasSuffix(log, "\n"+CutMarker+"\n") || len(log) > 2048+len(CutMarker)+1 {
+		t.Errorf("log of %d bytes ends %q", len(log), log[max(0, len(log)-120):])
+	}
+	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasSuffix(l, " of output") {
+			t.Fatalf("cut mid-line: %q", l)
+		}
+	}
+	if run.LogLines != int64(len(lines)) || run.LogBytes != int64(len(log)) {
+		t.Errorf("counted %d lines %d bytes; file has %d lines %d bytes", run.LogLines, run.LogBytes, len(lines), len(log))
+	}
+	stored, _ := r.store.Get(context.Background(), run.ID)
+	if !stored.LogCut {
+		t.Error("the store does not know the log was cut")
+	}
+}

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
 	finished_at      INTEGER,
 	log_bytes        INTEGER NOT NULL DEFAULT 0,
 	log_lines        INTEGER NOT NULL DEFAULT 0,
-	pid              INTEGER NOT NULL DEFAULT 0
+	pid              INTEGER NOT NULL DEFAULT 0,
+	log_cut          INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -52,6 +53,14 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create schema in %s: %w", path, err)
 	}
+	// Columns added since the first schema; a database that has them says
+	// "duplicate column", which is fine.
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0"} {
+		if _, err := db.Exec("ALTER TABLE runs ADD COLUMN " + col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			db.Close()
+			return nil, fmt.Errorf("migrate %s: %w", path, err)
+		}
+	}
 	return &Store{db: db}, nil
 }
 
@@ -59,7 +68,7 @@ func OpenStore(path string) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
-	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid`
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut`
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -102,9 +111,9 @@ func (s *Store) Update(ctx context.Context, r *Run) error {
 		exit = *r.ExitCode
 	}
 	_, err = s.db.ExecContext(ctx, `UPDATE runs SET state=?, exit_code=?, error=?, progress_percent=?, progress_message=?,
-		annotations=?, started_at=?, finished_at=?, log_bytes=?, log_lines=?, pid=? WHERE id=?`,
+		annotations=?, started_at=?, finished_at=?, log_bytes=?, log_lines=?, pid=?, log_cut=? WHERE id=?`,
 		r.State, exit, r.Error, pct, msg, string(ann), nullMS(r.StartedAt), nullMS(r.FinishedAt),
-		r.LogBytes, r.LogLines, r.PID, r.ID)
+		r.LogBytes, r.LogLines, r.PID, r.LogCut, r.ID)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
@@ -123,7 +132,7 @@ func scanRun(sc scanner) (*Run, error) {
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
-		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID)
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut)
 	if err != nil {
 		return nil, err
 	}
