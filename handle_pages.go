@@ -322,31 +322,15 @@ func readPlainLines(path string, start, end int64) ([]string, error) {
 }
 
 func (s *server) cancelRunForm(c echo.Context) error {
-	id, err := runID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.checkRunAccess(c, id); err != nil {
-		return err
-	}
-	if err := s.runner.Cancel(c.Request().Context(), id); err != nil && !errors.Is(err, jobs.ErrFinished) {
+	id, err := s.cancelByRequest(c)
+	if err != nil && !errors.Is(err, jobs.ErrFinished) {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(id, 10))
 }
 
 func (s *server) rerunRunForm(c echo.Context) error {
-	id, err := runID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.checkRunAccess(c, id); err != nil {
-		return err
-	}
-	if err := s.allowTrigger(c); err != nil {
-		return err
-	}
-	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))
+	run, err := s.rerunByRequest(c)
 	if err != nil {
 		return err
 	}

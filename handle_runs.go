@@ -305,15 +305,37 @@ func (s *server) getRun(c echo.Context) error {
 	}
 }
 
-func (s *server) cancelRun(c echo.Context) error {
+// cancelByRequest cancels the :id run if the caller may; the API and the
+// page's form share it.
+func (s *server) cancelByRequest(c echo.Context) (int64, error) {
 	id, err := runID(c)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := s.checkRunAccess(c, id); err != nil {
-		return err
+		return 0, err
 	}
-	if err := s.runner.Cancel(c.Request().Context(), id); err != nil {
+	return id, s.runner.Cancel(c.Request().Context(), id)
+}
+
+// rerunByRequest queues a new run like the :id run, if the caller may.
+func (s *server) rerunByRequest(c echo.Context) (*jobs.Run, error) {
+	id, err := runID(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkRunAccess(c, id); err != nil {
+		return nil, err
+	}
+	if err := s.allowTrigger(c); err != nil {
+		return nil, err
+	}
+	return s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))
+}
+
+func (s *server) cancelRun(c echo.Context) error {
+	id, err := s.cancelByRequest(c)
+	if err != nil {
 		return err
 	}
 	body, _, err := s.runBody(c.Request().Context(), id)
@@ -324,17 +346,7 @@ func (s *server) cancelRun(c echo.Context) error {
 }
 
 func (s *server) rerunRun(c echo.Context) error {
-	id, err := runID(c)
-	if err != nil {
-		return err
-	}
-	if err := s.checkRunAccess(c, id); err != nil {
-		return err
-	}
-	if err := s.allowTrigger(c); err != nil {
-		return err
-	}
-	run, err := s.runner.Rerun(c.Request().Context(), id, triggeredBy(c))
+	run, err := s.rerunByRequest(c)
 	if err != nil {
 		return err
 	}

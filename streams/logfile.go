@@ -86,25 +86,9 @@ func TailOffset(path string, n int, end int64) (int64, error) {
 
 // CountLines counts the lines in the first end bytes of the log.
 func CountLines(path string, end int64) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, nil
-		}
-		return 0, err
+	n, err := countNewlines(path, 0, end)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
 	}
-	defer f.Close()
-	var n int64
-	buf := make([]byte, 256<<10)
-	r := io.LimitReader(f, end)
-	for {
-		k, err := r.Read(buf)
-		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
+	return n, err
 }
