@@ -248,8 +248,11 @@ func TestViewersLeaveNoGoroutinesAndFollowersStop(t *testing.T) {
 	h.Finish("w", warm.size)
 	readAll(t, wc)
 	wc.Close()
-	for h.Followers() != 0 {
-		time.Sleep(time.Millisecond) // not synchronisation: waiting for the warm-up follower to retire
+	for until := time.Now().Add(deadline); h.Followers() != 0; {
+		if time.Now().After(until) {
+			t.Fatal("the warm-up follower did not stop")
+		}
+		<-time.After(time.Millisecond) // the follower retires on its own goroutine
 	}
 
 	lf := newLogFile(t)
