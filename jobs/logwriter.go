@@ -157,7 +157,8 @@ func (w *logWriter) Close() {
 
 // line appends one processed line to the output buffer.
 func (w *logWriter) line(l []byte, split bool) {
-	if cmd, ok := ParseCommand(l); ok && cmd.Name == "add-mask" {
+	cmd, isCmd := ParseCommand(l)
+	if isCmd && cmd.Name == "add-mask" {
 		w.mu.Lock()
 		w.addMask(cmd.Value)
 		w.mu.Unlock()
@@ -179,7 +180,9 @@ func (w *logWriter) line(l []byte, split bool) {
 	w.mu.Lock()
 	n := w.lines + w.batch
 	w.mu.Unlock()
-	if w.onCmd != nil {
+	// Only a command line is parsed again, as written: masked, so no secret
+	// reaches progress or annotations.
+	if w.onCmd != nil && isCmd {
 		if cmd, ok := ParseCommand(w.out[start : len(w.out)-1]); ok {
 			w.onCmd(cmd, n)
 		}
