@@ -100,6 +100,12 @@ jobs:
       echo "::group::Details"
       echo "inside the group"
       echo "::endgroup::"` + gateScript + `
+  ticker:
+    env: {GATE: $$GATE}
+    run: |
+      i=0
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do i=$((i+1)); echo "tick $i"; sleep 0.005; done
+      echo "released"
   numbers:
     params: [{name: N, default: "500"}]
     run: |
@@ -257,6 +263,99 @@ func TestBrowserBigLogOpensAtTailLoadsEarlierAndSearchesAll(t *testing.T) {
 	)
 }
 
+// A live log follows its end until the reader scrolls up; "Jump to latest"
+// brings following back.
+func TestBrowserFollowStopsOnScrollUpAndJumpResumes(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("ticker", nil)
+	defer func() { s.release(run.ID); s.waitRun(run.ID, isFinished) }()
+	const (
+		atEnd     = `(() => { const v = document.querySelector('.log-view'); return v.scrollTop + v.clientHeight >= v.scrollHeight - 40; })()`
+		jumpShown = `document.querySelector('[data-testid=jump]').offsetParent !== null`
+		following = `document.querySelector('[data-opt=follow]').checked`
+		lineCount = `document.querySelectorAll('.log-view .l').length && parseInt(document.querySelector('.log-view .l:last-child .n').textContent, 10)`
+		moreThan  = `(%s) > %d`
+	)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(fmt.Sprintf(moreThan, lineCount, 200)),
+		until(atEnd+` && `+following+` && !(`+jumpShown+`)`),
+	)
+	// The reader scrolls up: following stops, the view stays put as lines
+	// keep coming, and the button appears.
+	var last int
+	must(t, ctx,
+		chromedp.Evaluate(`(() => { const v = document.querySelector('.log-view'); v.dispatchEvent(new WheelEvent('wheel', {deltaY: -100})); v.scrollTop = 0; })()`, nil),
+		until(`!`+following+` && `+jumpShown),
+		chromedp.Evaluate(`window.shiplogLog.first + window.shiplogLog.lines.length - 1`, &last),
+		until(fmt.Sprintf(`window.shiplogLog.first + window.shiplogLog.lines.length - 1 > %d`, last+50)),
+	)
+	var top float64
+	must(t, ctx, chromedp.Evaluate(`document.querySelector('.log-view').scrollTop`, &top))
+	if top > 100 {
+		t.Errorf("the view moved to %v px while not following", top)
+	}
+	// Jump to latest: following again, at the end, as lines keep coming.
+	must(t, ctx,
+		chromedp.Click(`[data-testid=jump]`),
+		until(following+` && !(`+jumpShown+`)`),
+		chromedp.Evaluate(`window.shiplogLog.first + window.shiplogLog.lines.length - 1`, &last),
+		until(fmt.Sprintf(`window.shiplogLog.first + window.shiplogLog.lines.length - 1 > %d`, last+50)),
+		until(atEnd),
+	)
+}
+
+// The times toggle shows when each line arrived, as the server stamped it,
+// and the choice is kept for the next page.
+func TestBrowserLineTimes(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("deploy", map[string]string{"ENV": "prod"})
+	s.waitRun(run.ID, isWaiting)
+	s.release(run.ID)
+	s.waitRun(run.ID, isFinished)
+	_, _, raw := s.do("GET", fmt.Sprintf("/api/runs/%d/log?timestamps=1", run.ID), "")
+	// The clock part of each stamp: the page shows local time, UTC here.
+	var want []string
+	for _, l := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+		want = append(want, l[len("2006-01-02T"):len("2006-01-02T15:04:05.000")])
+	}
+	allStamped := `[...document.querySelectorAll('.log-view .l')].every(r => r.querySelector('.ts time'))`
+	shown := `[...document.querySelectorAll('.log-view .l')].map(r => r.querySelector('.ts').textContent)`
+	var got []string
+	var href string
+	must(t, ctx,
+		emulation.SetTimezoneOverride("UTC"),
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("released")),
+		chromedp.Click(`[data-testid=times]`),
+		until(allStamped),
+		chromedp.Evaluate(shown, &got),
+		chromedp.AttributeValue(`[data-testid=download]`, "href", &href, nil),
+	)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("times shown %q, the stamped log says %q", got, want)
+	}
+	if !strings.Contains(href, "timestamps=1") {
+		t.Errorf("download link %q leaves the times out", href)
+	}
+	var visible bool
+	must(t, ctx,
+		chromedp.Reload(),
+		until(logHas("released")),
+		until(allStamped),
+		chromedp.Evaluate(`getComputedStyle(document.querySelector('.log-view .l .ts')).display !== 'none'`, &visible),
+	)
+	if !visible {
+		t.Error("times hidden after a reload: the choice was not kept")
+	}
+	must(t, ctx,
+		chromedp.Click(`[data-testid=times]`),
+		until(`getComputedStyle(document.querySelector('.log-view .l .ts') || document.body).display === 'none' || !document.querySelector('.log-view .l .ts')`),
+	)
+}
+
 // TestBrowserScreenshots saves the three pages, light and dark, to
 // $SHIPLOG_SCREENSHOTS (the README shows them from testdata/screenshots).
 func TestBrowserScreenshots(t *testing.T) {
@@ -282,6 +381,11 @@ func TestBrowserScreenshots(t *testing.T) {
 		{"run", fmt.Sprintf("/runs/%d", done.ID), logHas("released")},
 	}
 	for _, scheme := range []string{"light", "dark"} {
+		if scheme == "dark" {
+			// The dark run page shows line times too.
+			must(t, ctx, chromedp.Evaluate(`localStorage.setItem('shiplog.times', '1')`, nil))
+			pages[2].ready += ` && document.querySelector('.log-view .l .ts time') !== null`
+		}
 		for _, p := range pages {
 			var png []byte
 			must(t, ctx,

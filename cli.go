@@ -62,9 +62,10 @@ func runExitCode(r *runJSON) int {
 
 // client talks to a shiplog server.
 type client struct {
-	base  string
-	token string
-	http  *http.Client
+	base    string
+	token   string
+	http    *http.Client
+	stamped bool // follow with line times
 }
 
 func newClient(server string) (*client, error) {
@@ -146,10 +147,16 @@ func decodeResponse(resp *http.Response, v any) error {
 // connections, and returns the finished run. progress, if set, is told of
 // status changes.
 func (c *client) follow(ctx context.Context, id int64, out io.Writer, progress func(*runJSON)) (*runJSON, error) {
+	once := c.followOnce
+	if c.stamped {
+		once = func(ctx context.Context, id int64, offset *int64, out io.Writer, _ func(*runJSON)) (*runJSON, error) {
+			return c.pollStamped(ctx, id, offset, out)
+		}
+	}
 	var offset int64
 	failures := 0
 	for {
-		run, err := c.followOnce(ctx, id, &offset, out, progress)
+		run, err := once(ctx, id, &offset, out, progress)
 		if run != nil || ctx.Err() != nil {
 			return run, err
 		}
@@ -207,6 +214,36 @@ func (c *client) followOnce(ctx context.Context, id int64, offset *int64, out io
 			if ev.Name == "end" {
 				return &run, nil
 			}
+		}
+	}
+}
+
+// pollStamped follows run id's log with its line times by long polls of the
+// raw log, which stamps lines (the event stream carries none), until the log
+// is complete.
+func (c *client) pollStamped(ctx context.Context, id int64, offset *int64, out io.Writer) (*runJSON, error) {
+	base := "/api/runs/" + strconv.FormatInt(id, 10)
+	for {
+		resp, err := c.do(ctx, http.MethodGet, base+"/log?timestamps=1&wait=30s&after="+strconv.FormatInt(*offset, 10), nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(out, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, &exitError{code: exitUnreachable, msg: fmt.Sprintf("log interrupted: %v", err)}
+		}
+		next, err := strconv.ParseInt(resp.Header.Get("X-Log-Offset"), 10, 64)
+		if err != nil {
+			return nil, &exitError{code: exitCLIError, msg: "the server sent no X-Log-Offset"}
+		}
+		*offset = next
+		if resp.Header.Get("X-Log-Complete") == "true" {
+			var run runJSON
+			if err := c.getJSON(ctx, base, &run); err != nil {
+				return nil, err
+			}
+			return &run, nil
 		}
 	}
 }

@@ -208,7 +208,8 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func cliLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, server := newFlags("logs", stderr)
 	follow := fs.Bool("f", false, "follow the log until the run finishes")
-	pos, err := parseArgs(fs, args, 1, "shiplog logs RUN [-f]")
+	stamped := fs.Bool("t", false, "prefix each line with when it arrived (RFC 3339, UTC)")
+	pos, err := parseArgs(fs, args, 1, "shiplog logs RUN [-f] [-t]")
 	if err != nil {
 		return err
 	}
@@ -220,10 +221,15 @@ func cliLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	c.stamped = *stamped
 	if *follow {
 		return followToEnd(ctx, c, id, stdout, stderr)
 	}
-	resp, err := c.do(ctx, http.MethodGet, "/api/runs/"+strconv.FormatInt(id, 10)+"/log", nil, nil)
+	path := "/api/runs/" + strconv.FormatInt(id, 10) + "/log"
+	if *stamped {
+		path += "?timestamps=1"
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -170,5 +171,83 @@ func TestCLIErrors(t *testing.T) {
 				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tt.code, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// Every line carries the time it arrived: the times API, the stamped raw log
+// and `shiplog logs -t` (also while following) agree, and each time falls
+// within the run.
+func TestLineTimesStampedLogAndCLI(t *testing.T) {
+	s := startServer(t, cliConfig)
+	code, out, _ := cli(t, s, "run", "gate", "-q")
+	if code != 0 {
+		t.Fatalf("run: %d", code)
+	}
+	var id int64
+	fmt.Sscan(out, &id)
+	s.waitRun(id, isWaiting)
+	type result struct {
+		code     int
+		out, err string
+	}
+	followed := make(chan result, 1)
+	go func() {
+		code, out, errOut := cli(t, s, "logs", fmt.Sprint(id), "-f", "-t")
+		followed <- result{code, out, errOut}
+	}()
+	s.release(id)
+	run := s.waitRun(id, isFinished)
+	var f result
+	select {
+	case f = <-followed:
+	case <-time.After(deadline):
+		t.Fatal("logs -f -t did not return")
+	}
+	if f.code != 0 {
+		t.Fatalf("logs -f -t: exit %d: %s", f.code, f.err)
+	}
+
+	_, _, raw := s.do("GET", fmt.Sprintf("/api/runs/%d/log?timestamps=1", id), "")
+	if f.out != string(raw) {
+		t.Errorf("logs -f -t differs from the stamped raw log:\n%s\n%s", f.out, raw)
+	}
+	if code, out, _ := cli(t, s, "logs", fmt.Sprint(id), "-t"); code != 0 || out != string(raw) {
+		t.Errorf("logs -t: %d %q", code, out)
+	}
+
+	var times struct{ Times [][2]int64 }
+	if code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/times?from=1&to=100", id), ""); code != 200 || json.Unmarshal(body, &times) != nil || len(times.Times) == 0 || times.Times[0][0] != 1 {
+		t.Fatalf("times: %d %s", code, body)
+	}
+	timeOf := func(line int64) time.Time {
+		var at int64
+		for _, r := range times.Times {
+			if r[0] <= line {
+				at = r[1]
+			}
+		}
+		return time.UnixMilli(at).UTC()
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	lines = lines[:len(lines)-1]
+	var unstamped strings.Builder
+	prev := run.StartedAt.Truncate(time.Millisecond)
+	for i, l := range lines {
+		stamp, rest, ok := strings.Cut(l, " ")
+		at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", stamp)
+		if !ok || err != nil {
+			t.Fatalf("line %d %q has no time: %v", i+1, l, err)
+		}
+		if at.Before(prev) || at.After(*run.FinishedAt) {
+			t.Errorf("line %d at %v: outside %v..%v or before the line above", i+1, at, prev, run.FinishedAt)
+		}
+		if !at.Equal(timeOf(int64(i + 1))) {
+			t.Errorf("line %d stamped %v, times API says %v", i+1, at, timeOf(int64(i+1)))
+		}
+		prev = at
+		unstamped.WriteString(rest)
+	}
+	if unstamped.String() != string(s.logFile(id)) {
+		t.Errorf("without their times the lines are not the log:\n%s", unstamped.String())
 	}
 }

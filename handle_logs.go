@@ -139,8 +139,15 @@ func (s *server) getRunLog(c echo.Context) error {
 		return err
 	}
 	path := s.runner.LogPath(id)
+	stamped, err := boolParam(c, "timestamps")
+	if err != nil {
+		return err
+	}
 	if c.QueryParam("after") != "" || c.QueryParam("line") != "" || c.Request().Header.Get("Last-Event-ID") != "" {
-		return s.pollRunLog(c, id, run, path)
+		return s.pollRunLog(c, id, run, path, stamped)
+	}
+	if stamped && c.Request().Header.Get("Range") != "" {
+		return badRequest("Range", "Range counts bytes of the log itself, so it does not combine with timestamps")
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -161,6 +168,13 @@ func (s *server) getRunLog(c echo.Context) error {
 	if c.QueryParam("download") != "" {
 		h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="shiplog-%s-%d.log"`, run.Job, run.ID))
 	}
+	if stamped {
+		c.Response().WriteHeader(http.StatusOK)
+		if err := streams.WriteStamped(c.Response(), path, 0, end, 1); err != nil {
+			s.log.Debug("stamped log ended", "run_id", id, "err", err)
+		}
+		return nil
+	}
 	var mod time.Time
 	if run.State.Finished() && run.FinishedAt != nil {
 		mod = *run.FinishedAt
@@ -170,7 +184,7 @@ func (s *server) getRunLog(c echo.Context) error {
 	return nil
 }
 
-func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string) error {
+func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string, stamped bool) error {
 	from, err := logStart(c, path)
 	if err != nil {
 		return err
@@ -184,7 +198,8 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
 	defer cur.Close()
 
-	var body []byte
+	var lines [][]byte
+	size := 0
 	complete := false
 	b, err := cur.Poll()
 	if b == nil && err == nil && wait > 0 {
@@ -192,10 +207,10 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	}
 	for b != nil && err == nil {
 		for _, l := range b.Lines {
-			body = append(body, l...)
-			body = append(body, '\n')
+			lines = append(lines, l)
+			size += len(l) + 1
 		}
-		if len(body) >= maxLongPollBytes {
+		if size >= maxLongPollBytes {
 			break
 		}
 		b, err = cur.Poll()
@@ -213,6 +228,24 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	if err != nil {
 		return err
 	}
+	var st *streams.Stamper
+	if stamped && len(lines) > 0 {
+		first, err := streams.LineNumber(path, from)
+		if err != nil {
+			return fmt.Errorf("number lines: %w", err)
+		}
+		st = streams.NewStamper(path, first)
+		defer st.Close()
+		size += len(lines) * 25
+	}
+	body := make([]byte, 0, size)
+	for _, l := range lines {
+		if st != nil {
+			body = append(body, st.Stamp()...)
+		}
+		body = append(body, l...)
+		body = append(body, '\n')
+	}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Log-Start", strconv.FormatInt(from, 10))
@@ -220,6 +253,54 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	h.Set("X-Run-State", string(now.State))
 	h.Set("X-Log-Complete", strconv.FormatBool(complete))
 	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", body)
+}
+
+// maxTimesSpan bounds the lines one request for line times covers.
+const maxTimesSpan = 100_000
+
+// getLineTimes answers when lines ?from..?to arrived, as [line, unix ms]
+// pairs: each pair holds for its line and those after it up to the next
+// pair's. A log from before line times were kept has none.
+func (s *server) getLineTimes(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.runner.Get(c.Request().Context(), id); err != nil {
+		return err
+	}
+	num := func(name string, def int64) (int64, error) {
+		v := c.QueryParam(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return 0, badRequest(name, "%s must be a positive line number", name)
+		}
+		return n, nil
+	}
+	from, err := num("from", 1)
+	if err != nil {
+		return err
+	}
+	to, err := num("to", from+maxTimesSpan-1)
+	if err != nil {
+		return err
+	}
+	if to < from || to-from >= maxTimesSpan {
+		return badRequest("to", "to must be from %d to %d", from, from+maxTimesSpan-1)
+	}
+	recs, err := streams.LineTimes(s.runner.LogPath(id), from, to)
+	if err != nil {
+		return err
+	}
+	pairs := make([][2]int64, len(recs))
+	for i, r := range recs {
+		pairs[i] = [2]int64{r.Line, r.At}
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "times": pairs})
 }
 
 // maxSearchMatches bounds one search's answer.

@@ -60,6 +60,7 @@ func (s *server) routes() http.Handler {
 	api.GET("/runs/:id/events", s.streamRunEvents)
 	api.GET("/runs/:id/log", s.getRunLog)
 	api.GET("/runs/:id/search", s.searchRunLog)
+	api.GET("/runs/:id/times", s.getLineTimes)
 
 	s.pageRoutes(e)
 	return e
@@ -154,4 +155,17 @@ func truncate(s string, n int) string {
 
 func (s *server) getHealth(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// boolParam parses an optional boolean query parameter: 1, true, 0, false.
+func boolParam(c echo.Context, name string) (bool, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest(name, "%s must be true or false, got %q", name, truncate(v, 40))
+	}
+	return b, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MaxLineBytes is the longest line written whole; a longer one is split into
@@ -29,6 +30,13 @@ const CutMarker = "[shiplog: the log was cut here at max_log_size; the rest of t
 // its start. Package streams reads it.
 const IndexEvery = 4096
 
+// TimesRecordSize is the size of one record of the line times written beside
+// each log (ID.log.times): the little-endian uint64 number of the first line
+// completed by a write, then the int64 Unix milliseconds when it arrived. A
+// record covers its line and those after it up to the next record's, so a
+// burst of lines costs one record. Package streams reads it.
+const TimesRecordSize = 16
+
 // minMaskLen is the shortest value ::add-mask:: accepts: masking one or two
 // characters would destroy the log and protect nothing.
 const minMaskLen = 3
@@ -46,6 +54,9 @@ type logWriter struct {
 	idxOut  []byte // index entries for the lines in out
 	limit   int64  // bytes; 0: none
 	cut     bool   // the limit was reached: output is discarded
+	times   *os.File
+	now     func() time.Time
+	lastMs  int64 // time of the last times record
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -55,7 +66,7 @@ type logWriter struct {
 }
 
 func newLogWriter(f, idx *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
-	w := &logWriter{f: f, idx: idx, onCmd: onCmd}
+	w := &logWriter{f: f, idx: idx, onCmd: onCmd, now: time.Now, lastMs: -1}
 	for _, s := range secrets {
 		w.addMask(s)
 	}
@@ -202,6 +213,16 @@ func (w *logWriter) flush() {
 	w.idxOut = w.idxOut[:0]
 	if len(w.out) == 0 || w.err != nil {
 		return
+	}
+	// The time goes first, so a reader who sees a line finds its time.
+	if ms := w.now().UnixMilli(); w.times != nil && batch > 0 && ms != w.lastMs {
+		var rec [TimesRecordSize]byte
+		binary.LittleEndian.PutUint64(rec[:8], uint64(w.lines+1))
+		binary.LittleEndian.PutUint64(rec[8:], uint64(ms))
+		if _, err := w.times.Write(rec[:]); err != nil {
+			w.times = nil // like the index, a help: the log goes on without it
+		}
+		w.lastMs = ms
 	}
 	n, err := w.f.Write(w.out)
 	if err != nil {

@@ -2,12 +2,15 @@ package jobs
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A secret stays hidden however a naive script prints it: plain, split
@@ -43,5 +46,61 @@ func TestMaskingCoversEncodings(t *testing.T) {
 				t.Errorf("%s form leaked: %q", name, got)
 			}
 		})
+	}
+}
+
+// Each write that completes lines records when it arrived, once per
+// millisecond: a burst costs one record, and a line in pieces takes the time
+// it was completed.
+func TestLogWriterRecordsLineTimes(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	times, err := os.Create(filepath.Join(dir, "log.times"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer times.Close()
+	w := newLogWriter(f, nil, nil, nil)
+	w.times = times
+	t0 := time.UnixMilli(1_800_000_000_000)
+	now := t0
+	w.now = func() time.Time { return now }
+
+	steps := []struct {
+		at   time.Duration
+		data string
+	}{
+		{0, "a\nb"},                   // line 1; b pending
+		{5 * time.Millisecond, "c\n"}, // line 2 ("bc") completes now
+		{5*time.Millisecond + 300*time.Microsecond, "d\ne\n"}, // same millisecond: no record
+		{9 * time.Millisecond, "f"},                           // no line completed: no record
+		{20 * time.Millisecond, "g\n"},                        // line 5 ("fg")
+	}
+	for _, s := range steps {
+		now = t0.Add(s.at)
+		w.Write([]byte(s.data))
+	}
+	now = t0.Add(30 * time.Millisecond)
+	w.Write([]byte("tail without newline"))
+	w.Close() // line 6, completed by Close
+	data, err := os.ReadFile(times.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rec struct{ line, ms int64 }
+	var got []rec
+	for i := 0; i+TimesRecordSize <= len(data); i += TimesRecordSize {
+		got = append(got, rec{int64(binary.LittleEndian.Uint64(data[i:])), int64(binary.LittleEndian.Uint64(data[i+8:])) - t0.UnixMilli()})
+	}
+	want := []rec{{1, 0}, {2, 5}, {5, 20}, {6, 30}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("records (line, ms after start) = %v, want %v", got, want)
+	}
+	if len(data)%TimesRecordSize != 0 {
+		t.Errorf("times file has %d bytes: not whole records", len(data))
 	}
 }

@@ -481,6 +481,7 @@ func (r *Runner) prune(job string) {
 			r.log.Error("remove pruned log", "run_id", id, "err", err)
 		}
 		_ = os.Remove(r.LogPath(id) + ".idx")
+		_ = os.Remove(r.LogPath(id) + ".times")
 	}
 }
 
@@ -523,6 +524,10 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 	}
 	lw := newLogWriter(f, idx, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
 	lw.limit = t.job.MaxLogSize
+	if times, err := os.OpenFile(r.LogPath(t.run.ID)+".times", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
+		defer times.Close()
+		lw.times = times
+	}
 	now := time.Now()
 	r.mu.Lock()
 	t.lw = lw

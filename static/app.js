@@ -18,6 +18,11 @@
     if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
     return new Date(t).toLocaleDateString();
   };
+  // A log line's time: the local clock to the millisecond.
+  const fmtClock = (ms) => {
+    const d = new Date(ms), p = (n, w = 2) => String(n).padStart(w, '0');
+    return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+  };
   const tick = () => {
     for (const el of document.querySelectorAll('time[data-rel]')) el.textContent = fmtRel(Date.parse(el.dateTime));
     for (const el of document.querySelectorAll('[data-since]')) el.textContent = fmtDur(Date.now() - Date.parse(el.dataset.since));
@@ -140,6 +145,7 @@
       this.url = root.dataset.events;
       this.raw = this.url.replace(/\/events$/, '/log');
       this.searchURL = this.url.replace(/\/events$/, '/search');
+      this.timesURL = this.url.replace(/\/events$/, '/times');
       this.total = parseInt(root.dataset.lines || '0', 10);
       this.follow = true;
       this.query = '';
@@ -157,6 +163,9 @@
       this.closed = new Set(); this.visible = null; this.target = -1;
       this.first = 1; this.startOffset = 0; this.endOffset = null;
       this.detached = false; this.finished = false; this.loading = false;
+      // Line times: [line, ms] pairs, each holding until the next, known
+      // for lines tFrom..tTo.
+      this.tRecs = []; this.tFrom = 0; this.tTo = -1; this.tGen = (this.tGen || 0) + 1;
     }
 
     open() {
@@ -196,6 +205,14 @@
       this.countEl = r.querySelector('.count');
       this.followBox = r.querySelector('[data-opt=follow]');
       this.wrapBox = r.querySelector('[data-opt=wrap]');
+      this.timesBox = r.querySelector('[data-opt=times]');
+      this.links = [...r.querySelectorAll('.log-bar a')].map((a) => [a, a.href]);
+      // Wrap and times are the reader's habits: kept across pages.
+      const pref = (k) => { try { return localStorage.getItem('shiplog.' + k) === '1'; } catch { return false; } };
+      const keep = (k, on) => { try { localStorage.setItem('shiplog.' + k, on ? '1' : '0'); } catch { /* private mode */ } };
+      this.wrapBox.checked = pref('wrap');
+      this.timesBox.checked = pref('times');
+      this.setWrap(); this.setTimes();
 
       let debounce;
       this.search.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(() => this.find(this.search.value), 200); });
@@ -203,7 +220,8 @@
       r.querySelector('[data-act=next]').addEventListener('click', () => this.step(1));
       r.querySelector('[data-act=prev]').addEventListener('click', () => this.step(-1));
       this.followBox.addEventListener('change', () => this.followBox.checked ? this.toLatest() : this.setFollow(false));
-      this.wrapBox.addEventListener('change', () => { r.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); });
+      this.wrapBox.addEventListener('change', () => { keep('wrap', this.wrapBox.checked); this.setWrap(); });
+      this.timesBox.addEventListener('change', () => { keep('times', this.timesBox.checked); this.setTimes(); });
       this.jump.addEventListener('click', () => this.toLatest());
       this.earlier.addEventListener('click', (e) => { if (e.target.closest('button')) this.loadEarlier(); });
       this.view.addEventListener('scroll', () => this.onScroll(), { passive: true });
@@ -219,6 +237,50 @@
           e.preventDefault(); this.search.focus();
         }
       });
+    }
+
+    setWrap() { this.root.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); }
+
+    // setTimes shows or hides each line's arrival time; the raw log links
+    // then carry the times too.
+    setTimes() {
+      const on = this.timesBox.checked;
+      this.root.classList.toggle('times', on);
+      for (const [a, href] of this.links) {
+        const u = new URL(href);
+        if (on) u.searchParams.set('timestamps', '1');
+        a.href = u.href;
+      }
+      this.schedule();
+    }
+
+    // timeOf is when line num arrived (ms), or null when not known yet.
+    timeOf(num) {
+      if (num < this.tFrom || num > this.tTo) return null;
+      const t = this.tRecs;
+      let lo = 0, hi = t.length - 1, at = null;
+      while (lo <= hi) { const mid = (lo + hi) >> 1; if (t[mid][0] <= num) { at = t[mid][1]; lo = mid + 1; } else hi = mid - 1; }
+      return at;
+    }
+
+    // wantTimes fetches the times of lines a..b (and some around them) when
+    // they are not known; one request at a time, a few per second at most.
+    wantTimes(a, b) {
+      if ((a >= this.tFrom && b <= this.tTo) || this.tBusy) return;
+      this.tBusy = true;
+      const gen = this.tGen;
+      const last = this.first - 1 + this.lines.length;
+      const from = Math.max(1, a - 2000), to = Math.min(last, b + 2000);
+      fetch(`${this.timesURL}?from=${from}&to=${to}`)
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`${r.status}`))))
+        .then((j) => {
+          if (gen !== this.tGen) return;
+          // Every line we held when asking had its time written before it.
+          this.tRecs = j.times; this.tFrom = from; this.tTo = to;
+          this.schedule();
+        })
+        .catch(() => {})
+        .finally(() => setTimeout(() => { this.tBusy = false; if (gen === this.tGen) this.schedule(); }, 250));
     }
 
     hashLine() { const m = /^#L(\d+)$/.exec(location.hash); return m ? parseInt(m[1], 10) : 0; }
@@ -435,6 +497,8 @@
       const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
       let html = '';
       const cur = this.cur >= 0 ? this.matchList[this.cur] : -1;
+      const times = this.timesBox.checked;
+      if (times && end > start) this.wantTimes(this.first + this.indexAt(start), this.first + this.indexAt(end - 1));
       for (let r = start; r < end; r++) {
         const i = this.indexAt(r);
         const k = this.kinds[i];
@@ -446,7 +510,12 @@
         if (this.matchNums && this.matchNums.has(num)) cls += num === cur ? ' match current' : ' match';
         let t = this.lines[i];
         if (k === K_GROUP) t = t.slice(9);
-        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a><span class="t">${ansi(carriage(t))}</span></div>`;
+        let ts = '';
+        if (times) {
+          const at = this.timeOf(num);
+          ts = `<span class="ts">${at === null ? '' : `<time datetime="${new Date(at).toISOString()}">${fmtClock(at)}</time>`}</span>`;
+        }
+        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a>${ts}<span class="t">${ansi(carriage(t))}</span></div>`;
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
       this.rows.innerHTML = html;
