@@ -269,7 +269,7 @@ func TestBrowserFollowStopsOnScrollUpAndJumpResumes(t *testing.T) {
 	s := startServer(t, browserConfig)
 	ctx := browser(t)
 	run := s.trigger("ticker", nil)
-	defer func() { s.release(run.ID); s.waitRun(run.ID, isFinished) }()
+	defer func() { s.release(run.ID); s.waitRun(run.ID, isFinished) }() // also when the test fails early
 	const (
 		atEnd     = `(() => { const v = document.querySelector('.log-view'); return v.scrollTop + v.clientHeight >= v.scrollHeight - 40; })()`
 		jumpShown = `document.querySelector('[data-testid=jump]').offsetParent !== null`
@@ -303,6 +303,17 @@ func TestBrowserFollowStopsOnScrollUpAndJumpResumes(t *testing.T) {
 		chromedp.Evaluate(`window.shiplogLog.first + window.shiplogLog.lines.length - 1`, &last),
 		until(fmt.Sprintf(`window.shiplogLog.first + window.shiplogLog.lines.length - 1 > %d`, last+50)),
 		until(atEnd),
+	)
+	// Lines arriving live get their times too.
+	must(t, ctx,
+		chromedp.Click(`[data-testid=times]`),
+		chromedp.Evaluate(`window.shiplogLog.first + window.shiplogLog.lines.length - 1`, &last),
+		until(fmt.Sprintf(`window.shiplogLog.first + window.shiplogLog.lines.length - 1 > %d`, last+50)),
+	)
+	s.release(run.ID)
+	must(t, ctx,
+		until(logHas("released")),
+		until(`[...document.querySelectorAll('.log-view .l')].every(r => r.querySelector('.ts time'))`),
 	)
 }
 

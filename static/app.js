@@ -264,7 +264,7 @@
     }
 
     // wantTimes fetches the times of lines a..b (and some around them) when
-    // they are not known; one request at a time, a few per second at most.
+    // they are not known; one request at a time, ten a second at most.
     wantTimes(a, b) {
       if ((a >= this.tFrom && b <= this.tTo) || this.tBusy) return;
       this.tBusy = true;
@@ -280,7 +280,7 @@
           this.schedule();
         })
         .catch(() => {})
-        .finally(() => setTimeout(() => { this.tBusy = false; if (gen === this.tGen) this.schedule(); }, 250));
+        .finally(() => setTimeout(() => { this.tBusy = false; if (gen === this.tGen) this.schedule(); }, 100));
     }
 
     hashLine() { const m = /^#L(\d+)$/.exec(location.hash); return m ? parseInt(m[1], 10) : 0; }
