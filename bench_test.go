@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,6 +167,27 @@ func (s *benchServer) rss(b *testing.B) int64 {
 	return 0
 }
 
+// cpu is the CPU time the server process has used.
+func (s *benchServer) cpu(b *testing.B) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th, in clock ticks (100 per second here).
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// selfCPU is the CPU time this process (the viewers) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func (s *benchServer) release(id int64) {
 	os.WriteFile(filepath.Join(filepath.Dir(s.data), "gate", fmt.Sprintf("release-%d", id)), nil, 0o644)
 }
@@ -241,27 +263,121 @@ func baselineLatency(b *testing.B, n int) (p50, p99 time.Duration) {
 	return percentile(lat, .5), percentile(lat, .99)
 }
 
-// countingViewer reads a run's event stream and counts its log lines the
-// way baselineCopy's reader counts lines: a scan, no decoding.
-func countingViewer(url string, connected *sync.WaitGroup) int {
-	resp, err := http.Get(url)
-	connected.Done()
+// streamViewer reads one event stream over a plain socket, as the
+// baseline's readers read theirs, and counts the lines of its log events.
+func streamViewer(addr, path string, connected *sync.WaitGroup) (int, error) {
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		return 0
+		connected.Done()
+		return 0, err
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, addr)
+	r := bufio.NewReaderSize(c, 256<<10)
+	head := true
+	inLog := false
 	n := 0
-	for sc.Scan() {
-		l := sc.Bytes()
-		if len(l) > 6 && string(l[:6]) == "data: " {
+	for {
+		l, err := r.ReadSlice('\n')
+		if err != nil {
+			if head {
+				connected.Done()
+			}
+			return n, fmt.Errorf("viewer: %w", err)
+		}
+		switch {
+		case head:
+			if len(l) <= 2 { // the blank line after the headers
+				head = false
+				connected.Done()
+			}
+		case len(l) == 1:
+			inLog = false
+		case string(l) == "event: log\n":
+			inLog = true
+		case string(l) == "event: end\n":
+			return n, nil
+		case inLog && len(l) > 6 && string(l[:6]) == "data: ":
 			n++
-		} else if string(l) == "event: end" {
-			return n - 0
 		}
 	}
-	return n
+}
+
+// baselineLive is the plain way to ship a live log: the same job writes its
+// lines to a file, and n readers each follow the file (read to its end, look
+// again shortly; no framing) and write what they read to a loopback socket,
+// read on the other side. It returns the lines per second each reader got,
+// from the job's start to the last line read.
+func baselineLive(b *testing.B, spec string, n int) float64 {
+	path := filepath.Join(b.TempDir(), "live.log")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	self, _ := os.Executable()
+	job := exec.Command(self)
+	job.Env = append(os.Environ(), "SHIPLOG_BENCH_PRINT="+spec)
+	job.Stdout = f
+	var exited atomic.Bool
+	var wg sync.WaitGroup
+	var total atomic.Int64
+	start := time.Now()
+	if err := job.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				r, _ := os.Open(path)
+				defer r.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					done := exited.Load() // before the read: then EOF is the end
+					k, err := r.Read(buf)
+					if k > 0 {
+						if _, err := c.Write(buf[:k]); err != nil {
+							return
+						}
+					}
+					if err == io.EOF {
+						if done {
+							return
+						}
+						time.Sleep(50 * time.Microsecond) // the follow interval, as tail -f -s
+					} else if err != nil {
+						return
+					}
+				}
+			}()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer c.Close()
+			sc := bufio.NewScanner(c)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			k := 0
+			for sc.Scan() {
+				k++
+			}
+			total.Add(int64(k))
+		}()
+	}
+	job.Wait()
+	exited.Store(true)
+	f.Close()
+	wg.Wait()
+	return float64(total.Load()) / float64(n) / time.Since(start).Seconds()
 }
 
 // baselineCopies ships the file to n readers at once, each over its own
@@ -350,69 +466,80 @@ func BenchmarkLoad(b *testing.B) {
 		fmt.Printf("%-48s %14s %14s %8s\n", r.name, r.value, r.baseline, r.ratio)
 	}
 	fmt.Printf("%-48s %14s %14s %8s\n", "figure", "shiplog", "baseline", "ratio")
+	// SHIPLOG_BENCH=latency,throughput,… runs only those parts.
+	only := os.Getenv("SHIPLOG_BENCH")
+	part := func(name string) bool { return only == "" || slices.Contains(strings.Split(only, ","), name) }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 	ratio := func(a, b float64) string { return fmt.Sprintf("%.2fx", a/b) }
 
 	// Latency, line printed → line received, at 200 lines/s.
-	bp50, bp99 := baselineLatency(b, 1000)
+	var bp50, bp99 time.Duration
+	if part("latency") {
+		bp50, bp99 = baselineLatency(b, 1000)
+	}
 	for _, n := range []int{1, 100, 1000} {
+		if !part("latency") {
+			break
+		}
 		// The job waits until every viewer is connected, so every line is
 		// received live.
 		run := s.trigger(b, "print", map[string]string{"SPEC": "200,1000", "GATED": "1"})
-		var mu sync.Mutex
-		var lat []time.Duration
-		var wg, connected sync.WaitGroup
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		for range n {
-			wg.Add(1)
-			connected.Add(1)
-			go func() {
-				defer wg.Done()
-				var mine []time.Duration
-				viewer(ctx, fmt.Sprintf("%s/api/runs/%d/events", s.url, run), func(l string) {
-					if i := strings.IndexByte(l, ' '); i > 0 {
-						ts, _ := strconv.ParseInt(l[:i], 10, 64)
-						mine = append(mine, time.Duration(time.Now().UnixNano()-ts))
-					}
-				}, &connected)
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-		}
-		connected.Wait()
+		views := dialViewers(b, strings.TrimPrefix(s.url, "http://"), fmt.Sprintf("/api/runs/%d/events", run), n)
+		lat := make([]time.Duration, 0, n*1000)
+		cpu0, self0, t0 := s.cpu(b), selfCPU(), time.Now()
 		s.release(run)
-		wg.Wait()
-		cancel()
+		views.run(func(_ int, l []byte) {
+			if ts := lineTime(l); ts > 0 {
+				lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
+			}
+		})
+		views.close()
+		wall := time.Since(t0)
+		if len(lat) != n*1000 {
+			b.Fatalf("%d viewers got %d lines, want %d", n, len(lat), n*1000)
+		}
+		cpu, self := s.cpu(b)-cpu0, selfCPU()-self0
 		p50, p99 := percentile(lat, .5), percentile(lat, .99)
+		add(row{fmt.Sprintf("  CPU: server, viewers (%% of one core), %d viewers", n), fmt.Sprintf("%.0f%%", 100*cpu.Seconds()/wall.Seconds()), fmt.Sprintf("%.0f%%", 100*self.Seconds()/wall.Seconds()), "-"})
 		add(row{fmt.Sprintf("latency p50, %d viewers, 200 lines/s", n), ms(p50), ms(bp50), ratio(float64(p50), float64(bp50))})
 		add(row{fmt.Sprintf("latency p99, %d viewers, 200 lines/s", n), ms(p99), ms(bp99), ratio(float64(p99), float64(bp99))})
 	}
 
 	// Throughput: 1,000,000 lines as fast as the job prints, 10 viewers.
-	{
+	if part("throughput") {
 		run := s.trigger(b, "print", map[string]string{"SPEC": "0,1000000", "GATED": "1"})
+		// A goroutine per viewer here, as the baseline has one per reader:
+		// one thread could not read ten fast streams.
 		var wg, connected sync.WaitGroup
-		var total atomic.Int64
+		var sum atomic.Int64
 		for range 10 {
 			wg.Add(1)
 			connected.Add(1)
 			go func() {
 				defer wg.Done()
-				total.Add(int64(countingViewer(fmt.Sprintf("%s/api/runs/%d/events", s.url, run), &connected)))
+				n, err := streamViewer(strings.TrimPrefix(s.url, "http://"), fmt.Sprintf("/api/runs/%d/events", run), &connected)
+				if err != nil {
+					b.Error(err)
+				}
+				sum.Add(int64(n))
 			}()
 		}
 		connected.Wait()
-		start := time.Now()
+		cpu0, self0, start := s.cpu(b), selfCPU(), time.Now()
 		s.release(run)
 		wg.Wait()
+		total := sum.Load()
 		elapsed := time.Since(start)
-		if total.Load() < 10*1e6 {
-			b.Fatalf("viewers got %d lines, want 10,000,000", total.Load())
+		cpu, self := s.cpu(b)-cpu0, selfCPU()-self0
+		add(row{"  CPU: server, viewers (% of one core)", fmt.Sprintf("%.0f%%", 100*cpu.Seconds()/elapsed.Seconds()), fmt.Sprintf("%.0f%%", 100*self.Seconds()/elapsed.Seconds()), "-"})
+		if total != 10*1e6 {
+			b.Fatalf("viewers got %d lines, want 10,000,000", total)
 		}
-		perViewer := float64(total.Load()) / 10 / elapsed.Seconds()
+		perViewer := float64(total) / 10 / elapsed.Seconds()
+		liveRate := baselineLive(b, "0,1000000", 10)
+		add(row{"lines/s to each of 10 viewers, 1M-line job", fmt.Sprintf("%.0f", perViewer), fmt.Sprintf("%.0f", liveRate), ratio(liveRate, perViewer) + " slower"})
 		baseRate := baselineCopies(b, filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run)), 10)
-		add(row{"lines/s to each of 10 viewers, 1M-line job", fmt.Sprintf("%.0f", perViewer), fmt.Sprintf("%.0f", baseRate), ratio(baseRate, perViewer) + " slower"})
+		add(row{"  the same, baseline: the finished file copied", fmt.Sprintf("%.0f", perViewer), fmt.Sprintf("%.0f", baseRate), ratio(baseRate, perViewer) + " slower"})
 		// The same job with nobody watching: no viewer can finish before the
 		// job has printed its last line.
 		alone := s.trigger(b, "print", map[string]string{"SPEC": "0,1000000"})
@@ -431,7 +558,7 @@ func BenchmarkLoad(b *testing.B) {
 	}
 
 	// A 50 MB finished log to one viewer.
-	{
+	if part("finished") {
 		run := s.trigger(b, "print", map[string]string{"SPEC": "0,640000"})
 		s.wait(b, run)
 		path := filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run))
@@ -444,7 +571,7 @@ func BenchmarkLoad(b *testing.B) {
 	}
 
 	// Memory per idle viewer, 2,000 connected to a running job.
-	{
+	if part("memory") {
 		run := s.trigger(b, "idle", nil)
 		time.Sleep(200 * time.Millisecond) // let the run start; not synchronisation of a result
 		before := s.rss(b)
@@ -474,7 +601,7 @@ func BenchmarkLoad(b *testing.B) {
 
 	// A 1 GB log: memory stays flat while it is served whole, paged by range,
 	// opened at its tail and searched.
-	{
+	if part("gigabyte") {
 		run := s.trigger(b, "print", map[string]string{"SPEC": "0,12700000"})
 		s.wait(b, run)
 		path := filepath.Join(s.data, "logs", fmt.Sprintf("%d.log", run))
@@ -522,7 +649,7 @@ func BenchmarkLoad(b *testing.B) {
 
 	// Status polling: requests per second answered 200 and 304, against
 	// /healthz as the baseline.
-	{
+	if part("status") {
 		run := s.trigger(b, "print", map[string]string{"SPEC": "0,10"})
 		s.wait(b, run)
 		resp, _ := http.Get(fmt.Sprintf("%s/api/runs/%d", s.url, run))

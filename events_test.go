@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const eventsConfig = `
@@ -276,5 +280,92 @@ jobs:
 	_, _, raw := s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), "")
 	if !strings.HasSuffix(string(raw), "[shiplog: the log was cut here at max_log_size; the rest of the output was discarded]\n") {
 		t.Errorf("raw log ends %q", raw[max(0, len(raw)-100):])
+	}
+}
+
+// Over HTTP/1.1 an event stream owns its connection: it still sends the
+// stream's headers, and a viewer that hangs up leaves no goroutine, stream
+// slot or buffer behind, whether it leaves at once or after reading.
+func TestEventStreamConnectionsLeaveNothingBehind(t *testing.T) {
+	s := startServer(t, eventsConfig)
+	run := s.trigger("printer", nil)
+	s.waitRun(run.ID, isWaiting)
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+	addr := strings.TrimPrefix(s.URL, "http://")
+
+	open := func() (net.Conn, *bufio.Reader, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+		r := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read head: %v (%q)", err, head.String())
+			}
+			head.WriteString(l)
+			if l == "\r\n" {
+				return c, r, head.String()
+			}
+		}
+	}
+	// A first stream warms up what lives for the whole run: its follower.
+	c, r, head := open()
+	for _, want := range []string{"HTTP/1.1 200 OK\r\n", "Content-Type: text/event-stream; charset=utf-8\r\n", "Cache-Control: no-cache\r\n", "X-Accel-Buffering: no\r\n", "Connection: close\r\n"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("head lacks %q:\n%s", want, head)
+		}
+	}
+	if l, _ := r.ReadString('\n'); l != "retry: 2000\n" {
+		t.Errorf("first line of the body %q", l)
+	}
+	c.Close()
+	streams := func() string {
+		_, _, body := s.do("GET", "/metrics", "")
+		for _, l := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(l, "shiplog_active_streams "); ok {
+				return v
+			}
+		}
+		return "?"
+	}
+	waitFor(t, "the first stream to end", func() bool { return streams() == "0" }, deadline)
+	before := runtime.NumGoroutine()
+
+	for i := range 200 {
+		c, r, _ := open()
+		if i%2 == 0 { // read into the stream first: retry, window, status
+			for ev := 0; ev < 3; {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l == "\n" {
+					ev++
+				}
+			}
+		}
+		c.Close()
+	}
+	// Sooner than the first heartbeat (15s): the hang-up itself is noticed,
+	// not a failed write.
+	waitFor(t, "every stream to end", func() bool { return streams() == "0" }, 10*time.Second)
+	waitFor(t, "the goroutines to go", func() bool { return runtime.NumGoroutine() <= before }, 10*time.Second)
+	s.release(run.ID)
+	s.waitRun(run.ID, isFinished)
+}
+
+// waitFor polls cond until it holds, failing the test after within.
+func waitFor(t *testing.T, what string, cond func() bool, within time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(within); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("waited %v for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
 }

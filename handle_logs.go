@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,6 +112,8 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	defer cur.Close()
 	s.activeStreams.Add(1)
 	defer s.activeStreams.Add(-1)
+	s.streamsWG.Add(1)
+	defer s.streamsWG.Done()
 	status := func(ctx context.Context) ([]byte, bool, <-chan struct{}, error) {
 		changed := s.runner.Watch(id)
 		body, run, err := s.runBody(ctx, id)
@@ -198,19 +201,21 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
 	defer cur.Close()
 
-	var lines [][]byte
-	size := 0
+	var body []byte
+	lines := 0
 	complete := false
 	b, err := cur.Poll()
 	if b == nil && err == nil && wait > 0 {
 		b, err = cur.Next(ctx)
 	}
 	for b != nil && err == nil {
+		// Copied now: a batch's lines are valid until the next Poll.
 		for _, l := range b.Lines {
-			lines = append(lines, l)
-			size += len(l) + 1
+			body = append(body, l...)
+			body = append(body, '\n')
 		}
-		if size >= maxLongPollBytes {
+		lines += len(b.Lines)
+		if len(body) >= maxLongPollBytes {
 			break
 		}
 		b, err = cur.Poll()
@@ -228,23 +233,21 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	if err != nil {
 		return err
 	}
-	var st *streams.Stamper
-	if stamped && len(lines) > 0 {
+	if stamped && lines > 0 {
 		first, err := streams.LineNumber(path, from)
 		if err != nil {
 			return fmt.Errorf("number lines: %w", err)
 		}
-		st = streams.NewStamper(path, first)
+		st := streams.NewStamper(path, first)
 		defer st.Close()
-		size += len(lines) * 25
-	}
-	body := make([]byte, 0, size)
-	for _, l := range lines {
-		if st != nil {
+		plain := body
+		body = make([]byte, 0, len(plain)+lines*25)
+		for len(plain) > 0 {
+			i := bytes.IndexByte(plain, '\n')
 			body = append(body, st.Stamp()...)
+			body = append(body, plain[:i+1]...)
+			plain = plain[i+1:]
 		}
-		body = append(body, l...)
-		body = append(body, '\n')
 	}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-cache")

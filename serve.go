@@ -208,6 +208,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			log.Warn("connections still open after 5s; closing them", "err", err)
 			_ = httpSrv.Close()
 		}
+		// Event streams own their connections: each has said its last
+		// word (end or shutdown, within a second) before the process ends.
+		srv.streamsWG.Wait()
 		return nil
 	})
 	return g.Wait()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
@@ -28,6 +29,7 @@ type server struct {
 	streams       streamSlots
 	triggers      triggerLimiter
 	activeStreams atomic.Int64
+	streamsWG     sync.WaitGroup // event streams: they outlive net/http's tracking once they take their connection over
 	linesStreamed atomic.Int64
 	durations     *durations
 }

@@ -25,7 +25,8 @@ type Cursor struct {
 	pending   *Batch
 	readAhead bool // the producer outruns the tail: read the file ahead of it
 	file      *os.File
-	buf       []byte
+	buf       []byte   // the last file read; its batch's lines point into it
+	lines     [][]byte // reused for file batches
 }
 
 // NewCursor returns a cursor at offset from (a line start) in the log of key
@@ -52,6 +53,7 @@ func (c *Cursor) closeFile() {
 		c.file = nil
 	}
 	c.buf = nil
+	c.lines = nil
 }
 
 // Next blocks until lines are available and returns them; io.EOF once the
@@ -73,7 +75,9 @@ func (c *Cursor) Next(ctx context.Context) (*Batch, error) {
 }
 
 // Poll returns lines available now, nil if there are none yet (then wait on
-// Wait and pass what it yields to Accept), or io.EOF at the end.
+// Wait and pass what it yields to Accept), or io.EOF at the end. A batch's
+// lines are valid until the next Poll, Next or Close: a reader that keeps
+// them copies them.
 func (c *Cursor) Poll() (*Batch, error) {
 	for {
 		if c.hub.isClosed() && c.final < 0 {
@@ -201,13 +205,15 @@ func (c *Cursor) readFile(limit int64) (*Batch, error) {
 		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
 			buf = buf[:i+1]
 			b := &Batch{Start: c.next, End: c.next + int64(len(buf))}
-			// The lines are handed on, so they get memory of their own.
-			data := bytes.Clone(buf)
-			for len(data) > 0 {
+			// The lines point into c.buf, valid until the next read.
+			lines := c.lines[:0]
+			for data := buf; len(data) > 0; {
 				j := bytes.IndexByte(data, '\n')
-				b.Lines = append(b.Lines, data[:j:j])
+				lines = append(lines, data[:j:j])
 				data = data[j+1:]
 			}
+			c.lines = lines
+			b.Lines = lines
 			c.next = b.End
 			return b, nil
 		}

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,7 +20,7 @@ type Status func(ctx context.Context) (data []byte, finished bool, changed <-cha
 type EventOptions struct {
 	Heartbeat    time.Duration // comment sent when idle; 15s if zero
 	Retry        time.Duration // reconnect hint for EventSource; 2s if zero
-	WriteTimeout time.Duration // a viewer that takes longer for one write is dropped; 30s if zero
+	WriteTimeout time.Duration // a viewer blocked this long on a write is dropped (at half of it at the earliest); 30s if zero
 	// Window, when set, is sent first as a "window" event: where the stream
 	// starts (JSON the caller built).
 	Window []byte
@@ -30,6 +30,11 @@ type EventOptions struct {
 
 // flushAt bounds what is buffered before a write while catching up.
 const flushAt = 128 << 10
+
+// bufs holds the buffers of viewers catching up: a viewer that waits for
+// lines gives its buffer back, so idle viewers hold none and busy ones do
+// not grow a new one after every wait.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, flushAt+flushAt/4); return &b }}
 
 // ServeEvents streams the log under cur and the run's status changes as
 // server-sent events until the run's log ends (then an "end" event), the
@@ -44,14 +49,27 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	if opts.WriteTimeout == 0 {
 		opts.WriteTimeout = 30 * time.Second
 	}
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	out, ctx, cancel, err := newEventWriter(ctx, w, opts.WriteTimeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer out.close()
 
-	var buf []byte
+	pooled := bufs.Get().(*[]byte)
+	buf := (*pooled)[:0]
+	release := func() {
+		if pooled != nil && cap(buf) <= 2*flushAt {
+			*pooled = buf[:0]
+			bufs.Put(pooled)
+		}
+		pooled, buf = nil, nil
+	}
+	defer func() { release() }()
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, opts.Retry.Milliseconds(), 10)
 	buf = append(buf, "\n\n"...)
@@ -62,12 +80,8 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		if len(buf) == 0 {
 			return nil
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(opts.WriteTimeout))
-		if _, err := w.Write(buf); err != nil {
-			return fmt.Errorf("write events: %w", err)
-		}
-		if err := rc.Flush(); err != nil {
-			return fmt.Errorf("flush events: %w", err)
+		if err := out.write(buf); err != nil {
+			return err
 		}
 		buf = buf[:0]
 		return nil
@@ -97,6 +111,10 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		}
 		// Everything available now goes out before one flush.
 		for {
+			if pooled == nil {
+				pooled = bufs.Get().(*[]byte)
+				buf = append((*pooled)[:0], buf...)
+			}
 			b, err := cur.Poll()
 			if errors.Is(err, io.EOF) {
 				if !finished {
@@ -113,6 +131,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 				// The server is going away: say so, and EventSource
 				// reconnects (to the next server) after the retry hint.
 				buf = AppendEvent(buf, "shutdown", []byte(`{}`))
+				out.hurry(time.Second)
 				_ = write()
 				return err
 			}
@@ -136,9 +155,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		if err := write(); err != nil {
 			return err
 		}
-		if cap(buf) > 16<<10 {
-			buf = nil // a viewer about to wait keeps no big buffer
-		}
+		release() // about to wait: the buffer goes back for others to use
 		heartbeat.Reset(opts.Heartbeat)
 		select {
 		case <-ctx.Done():

@@ -2,7 +2,6 @@ package streams
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,7 +49,8 @@ func lineIndex(path string, end int64) ([]int64, error) {
 		idx = []int64{0}
 	}
 	pos := idx[len(idx)-1]
-	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, end-pos), 256<<10)
+	r := getReader(io.NewSectionReader(f, pos, end-pos))
+	defer putReader(r)
 	lines := 0
 	for {
 		chunk, err := r.ReadSlice('\n')
@@ -74,6 +74,9 @@ func lineIndex(path string, end int64) ([]int64, error) {
 
 // LineNumber returns the 1-based number of the line starting at off.
 func LineNumber(path string, off int64) (int64, error) {
+	if off == 0 {
+		return 1, nil
+	}
 	idx, err := lineIndex(path, off)
 	if err != nil {
 		return 0, err
@@ -113,7 +116,8 @@ func LineOffset(path string, n, end int64) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(io.NewSectionReader(f, pos, end-pos), 256<<10)
+	r := getReader(io.NewSectionReader(f, pos, end-pos))
+	defer putReader(r)
 	for skip > 0 {
 		chunk, err := r.ReadSlice('\n')
 		pos += int64(len(chunk))
@@ -139,12 +143,17 @@ func countNewlines(path string, from, to int64) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	buf := make([]byte, 256<<10)
+	r := getReader(io.NewSectionReader(f, from, to-from))
+	defer putReader(r)
 	var n int64
-	r := io.NewSectionReader(f, from, to-from)
 	for {
-		k, err := r.Read(buf)
-		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		chunk, err := r.ReadSlice('\n')
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			n++
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
 		if errors.Is(err, io.EOF) {
 			return n, nil
 		}

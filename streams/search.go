@@ -65,7 +65,8 @@ func Search(ctx context.Context, path string, end int64, q Query, limit int, emi
 		return 0, false, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, end), 256<<10)
+	r := getReader(io.NewSectionReader(f, 0, end))
+	defer putReader(r)
 	var (
 		pos, line int64
 		n         int

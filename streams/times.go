@@ -174,7 +174,8 @@ func WriteStamped(w io.Writer, path string, from, end, first int64) error {
 	defer f.Close()
 	st := NewStamper(path, first)
 	defer st.Close()
-	r := bufio.NewReaderSize(io.NewSectionReader(f, from, end-from), 256<<10)
+	r := getReader(io.NewSectionReader(f, from, end-from))
+	defer putReader(r)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	start := true
 	for {

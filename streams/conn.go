@@ -1,0 +1,113 @@
+package streams
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// eventWriter sends a stream's bytes. Over HTTP/1 it takes the connection
+// over from net/http after the handler has chosen its headers: each write is
+// then one write to the socket, with no chunk framing and none of net/http's
+// per-connection buffers kept for the life of the stream (a viewer mostly
+// waits). The body ends when the connection closes. Over HTTP/2, or through
+// a writer that cannot be taken over, it writes and flushes the response.
+type eventWriter struct {
+	conn     net.Conn // taken over; nil: through w
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time // the write deadline set last
+}
+
+// newEventWriter sends the status line and headers w holds. The returned
+// context ends when the client goes away.
+func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Duration) (*eventWriter, context.Context, context.CancelFunc, error) {
+	e := &eventWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
+	conn, _, err := e.rc.Hijack()
+	if err != nil {
+		// HTTP/2 or a writer without Hijack: stay inside net/http.
+		w.WriteHeader(http.StatusOK)
+		ctx, cancel := context.WithCancel(ctx)
+		return e, ctx, cancel, nil
+	}
+	e.conn = conn
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h := w.Header().Clone()
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if err := h.Write(&head); err != nil {
+		conn.Close()
+		return nil, nil, nil, fmt.Errorf("write headers: %w", err)
+	}
+	head.WriteString("\r\n")
+	if err := e.write(head.Bytes()); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	// net/http no longer watches the connection: a read that fails is
+	// the client going away. A client sends nothing more on a stream;
+	// anything it does send is read and dropped.
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return e, ctx, cancel, nil
+}
+
+// write sends p at once. The write deadline is moved only when less than
+// half of it is left, not per write: a write blocked for longer than
+// between half the timeout and the timeout drops the viewer.
+func (e *eventWriter) write(p []byte) error {
+	if now := time.Now(); e.deadline.Sub(now) < e.timeout/2 {
+		e.deadline = now.Add(e.timeout)
+		if err := e.setDeadline(e.deadline); err != nil {
+			return err
+		}
+	}
+	if e.conn != nil {
+		if _, err := e.conn.Write(p); err != nil {
+			return fmt.Errorf("write events: %w", err)
+		}
+		return nil
+	}
+	if _, err := e.w.Write(p); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	if err := e.rc.Flush(); err != nil {
+		return fmt.Errorf("flush events: %w", err)
+	}
+	return nil
+}
+
+// hurry makes the next write give up after d: for the last words to a
+// viewer when the server is going away.
+func (e *eventWriter) hurry(d time.Duration) {
+	e.deadline = time.Now().Add(d)
+	_ = e.setDeadline(e.deadline)
+	e.timeout = 0 // keep this deadline
+}
+
+func (e *eventWriter) setDeadline(t time.Time) error {
+	if e.conn != nil {
+		return e.conn.SetWriteDeadline(t)
+	}
+	_ = e.rc.SetWriteDeadline(t) // not every writer has deadlines
+	return nil
+}
+
+func (e *eventWriter) close() {
+	if e.conn != nil {
+		e.conn.Close()
+	}
+}
