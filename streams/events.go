@@ -33,8 +33,9 @@ const flushAt = 128 << 10
 
 // bufs holds the buffers of viewers catching up: a viewer that waits for
 // lines gives its buffer back, so idle viewers hold none and busy ones do
-// not grow a new one after every wait.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, flushAt+flushAt/4); return &b }}
+// not grow a new one after every wait. Small writes (a live line, a status)
+// take no pooled buffer.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*flushAt); return &b }}
 
 // ServeEvents streams the log under cur and the run's status changes as
 // server-sent events until the run's log ends (then an "end" event), the
@@ -60,10 +61,20 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	defer cancel()
 	defer out.close()
 
-	pooled := bufs.Get().(*[]byte)
-	buf := (*pooled)[:0]
+	// A viewer's buffer is small, or, while it catches up, a big one from
+	// bufs.
+	var (
+		buf    []byte
+		pooled *[]byte
+	)
+	room := func(n int) {
+		if pooled == nil && len(buf)+n > 16<<10 {
+			pooled = bufs.Get().(*[]byte)
+			buf = append((*pooled)[:0], buf...)
+		}
+	}
 	release := func() {
-		if pooled != nil && cap(buf) <= 2*flushAt {
+		if pooled != nil && cap(buf) <= 4*flushAt {
 			*pooled = buf[:0]
 			bufs.Put(pooled)
 		}
@@ -111,10 +122,6 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		}
 		// Everything available now goes out before one flush.
 		for {
-			if pooled == nil {
-				pooled = bufs.Get().(*[]byte)
-				buf = append((*pooled)[:0], buf...)
-			}
 			b, err := cur.Poll()
 			if errors.Is(err, io.EOF) {
 				if !finished {
@@ -142,6 +149,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			if b == nil {
 				break
 			}
+			room(int(b.End-b.Start) + 64)
 			buf = b.appendEvent(buf)
 			if opts.Lines != nil {
 				opts.Lines.Add(int64(len(b.Lines)))
