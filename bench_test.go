@@ -644,7 +644,7 @@ func BenchmarkLoad(b *testing.B) {
 		cancel()
 		after := s.rss(b)
 		mb := func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) }
-		add(row{fmt.Sprintf("resident memory serving a %d MB log: before, after", st.Size()>>20), mb(after), mb(before), ratio(float64(after), float64(before))})
+		add(row{fmt.Sprintf("resident memory after serving a %d MB log (baseline: before)", st.Size()>>20), mb(after), mb(before), ratio(float64(after), float64(before))})
 		add(row{"  download it whole", ms(whole), "-", "-"})
 		add(row{"  search all of it (case-insensitive)", ms(search), "-", "-"})
 	}
