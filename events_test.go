@@ -11,8 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/streams"
 )
 
 const eventsConfig = `
@@ -367,5 +370,77 @@ func waitFor(t *testing.T, what string, cond func() bool, within time.Duration) 
 			t.Fatalf("waited %v for %s", within, what)
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// A viewer that stops reading holds up neither the job nor another viewer;
+// when it reads again it gets every line once, in order, and the end.
+func TestStuckViewerHoldsUpNobodyAndCatchesUp(t *testing.T) {
+	const n = 100000 // about 9 MB: far more than the stuck viewer's socket holds
+	s := startServer(t, `
+jobs:
+  flood:
+    env: {GATE: $$GATE}
+    run: |
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      awk 'BEGIN { for (i = 1; i <= `+strconv.Itoa(n)+`; i++) printf "line %d the quick brown fox jumps over the lazy dog, again and again\n", i }'
+`)
+	run := s.trigger("flood", nil)
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	// A small receive buffer, so the server's writes block early.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+	stuck := bufio.NewReader(c)
+	if l, err := stuck.ReadString('\n'); err != nil || !strings.HasPrefix(l, "HTTP/1.1 200") {
+		t.Fatalf("stuck viewer: %q %v", l, err)
+	}
+	// The stuck viewer is subscribed; it reads nothing more for now.
+	s.release(run.ID)
+	other := s.events(path, 0)
+	if !other.ended || len(other.lines) != n {
+		t.Fatalf("the other viewer got %d lines, ended %v", len(other.lines), other.ended)
+	}
+	s.waitRun(run.ID, isFinished)
+
+	// Now it reads.
+	for { // the rest of the head
+		l, err := stuck.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	dec := streams.NewDecoder(stuck)
+	want := 1
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("after line %d: %v", want-1, err)
+		}
+		if ev.Name == "end" {
+			break
+		}
+		if ev.Name != "log" {
+			continue
+		}
+		for _, l := range ev.Lines() {
+			if k, _ := strconv.Atoi(strings.Fields(l)[1]); k != want {
+				t.Fatalf("got line %d, want %d", k, want)
+			}
+			want++
+		}
+	}
+	if want != n+1 {
+		t.Fatalf("the stuck viewer got %d lines, want %d", want-1, n)
 	}
 }
