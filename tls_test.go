@@ -17,9 +17,12 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/streams"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and a
@@ -115,5 +118,47 @@ func TestTLSServesHTTP2OnOneConnection(t *testing.T) {
 	cancel()
 	for _, id := range runs {
 		s.release(id)
+	}
+}
+
+// A client that speaks only HTTP/1.1 over TLS gets the stream on the TLS
+// connection itself, whole, to its end.
+func TestTLSEventStreamOverHTTP1(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	s := startServer(t, apiConfig, func(c *Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{}, // no HTTP/2
+	}}
+	req, _ := http.NewRequest("POST", s.URL+"/api/jobs/quick/runs", nil)
+	resp, err := client.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("trigger: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	resp, err = client.Get(s.URL + "/api/runs/1/events") // to the run's end
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Proto != "HTTP/1.1" || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
+		t.Fatalf("%s %v", resp.Proto, resp.Header)
+	}
+	dec := streams.NewDecoder(resp.Body)
+	var lines []string
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			t.Fatalf("after %q: %v", lines, err)
+		}
+		if ev.Name == "log" {
+			lines = append(lines, ev.Lines()...)
+		}
+		if ev.Name == "end" {
+			break
+		}
+	}
+	if strings.Join(lines, "|") != "quick" {
+		t.Errorf("lines %q", lines)
 	}
 }
