@@ -351,6 +351,11 @@ func TestBrowserLineTimes(t *testing.T) {
 	if !strings.Contains(href, "timestamps=1") {
 		t.Errorf("download link %q leaves the times out", href)
 	}
+	var title string
+	must(t, ctx, chromedp.AttributeValue(`.log-view .l:last-child .ts time`, "title", &title, nil))
+	if !strings.Contains(title, " s into the run") {
+		t.Errorf("a time's title %q does not say how far into the run", title)
+	}
 	var visible bool
 	must(t, ctx,
 		chromedp.Reload(),

@@ -263,6 +263,13 @@
       return at;
     }
 
+    // timeTitle says when a line came in full, and how far into the run.
+    timeTitle(at) {
+      const started = Date.parse(this.root.dataset.started || '');
+      const into = Number.isNaN(started) ? '' : ` · ${((at - started) / 1000).toFixed(3)} s into the run`;
+      return new Date(at).toLocaleString() + into;
+    }
+
     // wantTimes fetches the times of lines a..b (and some around them) when
     // they are not known; one request at a time, ten a second at most.
     wantTimes(a, b) {
@@ -513,7 +520,7 @@
         let ts = '';
         if (times) {
           const at = this.timeOf(num);
-          ts = `<span class="ts">${at === null ? '' : `<time datetime="${new Date(at).toISOString()}">${fmtClock(at)}</time>`}</span>`;
+          ts = `<span class="ts">${at === null ? '' : `<time datetime="${new Date(at).toISOString()}" title="${this.timeTitle(at)}">${fmtClock(at)}</time>`}</span>`;
         }
         html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a>${ts}<span class="t">${ansi(carriage(t))}</span></div>`;
       }
