@@ -157,19 +157,3 @@ func lineTime(l []byte) int64 {
 	ts, _ := strconv.ParseInt(string(l[:i]), 10, 64)
 	return ts
 }
-
-// lineSeq is the number a benchmark line carries: "<ns> line <n> of <count>".
-func lineSeq(l []byte) int {
-	i := bytes.Index(l, []byte(" line "))
-	if i < 0 {
-		return 0
-	}
-	n := 0
-	for _, c := range l[i+6:] {
-		if c < '0' || c > '9' {
-			break
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
-}

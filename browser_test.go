@@ -74,7 +74,7 @@ func afterNavigation(t *testing.T, ctx context.Context, expr string) {
 		if err == nil {
 			return
 		}
-		if attempt == 5 || !(strings.Contains(err.Error(), "navigated") || strings.Contains(err.Error(), "context with specified id")) {
+		if attempt == 5 || (!strings.Contains(err.Error(), "navigated") && !strings.Contains(err.Error(), "context with specified id")) {
 			t.Fatal(err)
 		}
 	}

@@ -193,7 +193,9 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if *asJSON {
-		stdout.Write(append(raw, '\n'))
+		if _, err := stdout.Write(append(raw, '\n')); err != nil {
+			return &exitError{code: exitCLIError, msg: fmt.Sprintf("write: %v", err)}
+		}
 	} else {
 		fmt.Fprintln(stdout, describeRun(&run))
 	}

@@ -178,7 +178,7 @@ func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, value
 		p.FormError = perr.Error()
 	}
 	var err error
-	p.Runs, p.Older, p.Newer, err = s.historyPage(c, "/jobs/"+j.Name, jobs.Filter{Job: j.Name})
+	p.Runs, p.Older, p.Newer, err = s.historyPage(c, "/jobs/"+j.Name, jobs.Filter{Job: j.Name}) //nolint:contextcheck // c carries the request's context
 	if err != nil {
 		return p, err
 	}

@@ -131,7 +131,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := jobs.OpenStore(filepath.Join(cfg.DataDir, "shiplog.db"))
+	store, err := jobs.OpenStore(ctx, filepath.Join(cfg.DataDir, "shiplog.db"))
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	ln := cfg.Listener
 	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.Addr)
+		ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}

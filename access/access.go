@@ -129,7 +129,7 @@ type fileConfig struct {
 func ParsePolicy(name string, data []byte, knownJob func(string) bool) (*Policy, error) {
 	var fc fileConfig
 	if err := yaml.Unmarshal(data, &fc); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	p := &Policy{}
 	seen := map[string]bool{}

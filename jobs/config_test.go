@@ -58,7 +58,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"empty", "\n", []string{"bad.yaml", "empty"}},
 		{"no jobs", `max_concurrent_runs: 1`, []string{"bad.yaml", "at least one job"}},
 		{"unknown field", "jobs:\n  a:\n    run: x\n    tiemout: 5s\n", []string{"bad.yaml", `job "a"`, "tiemout"}},
-		{"unknown param field", "jobs:\n  a:\n    run: x\n    params: [{name: A, requried: true}]\n", []string{"params[0]", "requried"}},
+		{"unknown param field", "jobs:\n  a:\n    run: x\n    params: [{name: A, requried: true}]\n", []string{"params[0]", "requried"}}, //nolint:misspell // the typo is the test
 		{"missing run", "jobs:\n  a:\n    description: x\n", []string{`job "a"`, "run: is required"}},
 		{"bad timeout", "jobs:\n  a:\n    run: x\n    timeout: 5 minutes\n", []string{`job "a"`, "timeout", "5 minutes"}},
 		{"bad job name", "jobs:\n  Bad Name:\n    run: x\n", []string{`job "Bad Name"`, "name"}},

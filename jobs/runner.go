@@ -171,7 +171,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.shutdown()
 			return nil
 		case <-r.wake:
-			r.dispatch()
+			r.dispatch() //nolint:contextcheck // runs outlive any request; their records are written regardless
 		}
 	}
 }
@@ -366,7 +366,7 @@ func (r *Runner) Cancel(ctx context.Context, id int64) error {
 		r.notify(t)
 		snap := t.run.clone()
 		r.mu.Unlock()
-		r.persist(t, snap)
+		r.persist(t, snap) //nolint:contextcheck // the cancel is stored even if its request goes away
 		if r.opts.OnLogClosed != nil {
 			r.opts.OnLogClosed(id, 0)
 		}
@@ -498,7 +498,9 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 		return Failed, nil, fmt.Sprintf("create pipe: %v", err), 0
 	}
 	defer pr.Close()
-	cmd := exec.Command("/bin/sh", "-c", t.job.Run)
+	// Not CommandContext: the runner stops a run itself, the whole process
+	// group, TERM then KILL after the grace period.
+	cmd := exec.Command("/bin/sh", "-c", t.job.Run) //nolint:noctx // see above
 	cmd.Dir = t.job.Dir
 	cmd.Env = r.commandEnv(t)
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: interleaved in order of arrival

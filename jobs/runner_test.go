@@ -29,7 +29,7 @@ func testRunner(t *testing.T, yaml string) (*Runner, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +469,7 @@ func helperServer(dir string) {
 	if err != nil {
 		panic(err)
 	}
-	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"))
 	if err != nil {
 		panic(err)
 	}
@@ -521,7 +521,7 @@ func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
 	})
 
 	cfg, _ := ParseConfig("helper.yaml", []byte("jobs:\n  tree: {run: 'true'}\n"))
-	store, err := OpenStore(filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

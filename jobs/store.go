@@ -43,20 +43,20 @@ CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 `
 
 // OpenStore opens (creating if needed) the database at path.
-func OpenStore(path string) (*Store, error) {
+func OpenStore(ctx context.Context, path string) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create schema in %s: %w", path, err)
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
 	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0"} {
-		if _, err := db.Exec("ALTER TABLE runs ADD COLUMN " + col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}

@@ -83,8 +83,8 @@ func Search(ctx context.Context, path string, end int64, q Query, limit int, emi
 		}
 		full := chunk
 		if long != nil {
-			full = append(long, chunk...)
-			long = nil
+			long = append(long, chunk...)
+			full, long = long, nil
 		}
 		line++
 		start := pos
