@@ -48,6 +48,7 @@ type logWriter struct {
 	pending []byte // start of a line whose newline has not arrived
 	out     []byte // reused output buffer
 	onCmd   func(Command, int64)
+	cmds    []lineCmd // commands in out, acted on once their lines are written
 	err     error
 	batch   int64 // lines in out, not yet committed
 	idx     *os.File
@@ -63,6 +64,12 @@ type logWriter struct {
 	lines    int64
 	replacer *strings.Replacer
 	masks    []string
+}
+
+// lineCmd is a workflow command and the number of the line that holds it.
+type lineCmd struct {
+	cmd  Command
+	line int64
 }
 
 func newLogWriter(f, idx *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
@@ -195,7 +202,7 @@ func (w *logWriter) line(l []byte, split bool) {
 	// reaches progress or annotations.
 	if w.onCmd != nil && isCmd {
 		if cmd, ok := ParseCommand(w.out[start : len(w.out)-1]); ok {
-			w.onCmd(cmd, n)
+			w.cmds = append(w.cmds, lineCmd{cmd, n})
 		}
 	}
 }
@@ -211,6 +218,8 @@ func (w *logWriter) flush() {
 	w.batch = 0
 	idxOut := w.idxOut
 	w.idxOut = w.idxOut[:0]
+	cmds := w.cmds
+	w.cmds = w.cmds[:0]
 	if len(w.out) == 0 || w.err != nil {
 		return
 	}
@@ -235,7 +244,15 @@ func (w *logWriter) flush() {
 	w.mu.Lock()
 	w.bytes += int64(n)
 	w.lines += batch
+	lines := w.lines
 	w.mu.Unlock()
+	// Commands count once their lines are in the log: none from lines a
+	// cut at max_log_size discarded.
+	for _, c := range cmds {
+		if c.line <= lines {
+			w.onCmd(c.cmd, c.line)
+		}
+	}
 	if w.idx != nil && len(idxOut) > 0 {
 		// The index is a help, not the record: readers rebuild what is
 		// missing, so a failed write here is not the run's failure.

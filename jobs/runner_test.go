@@ -670,3 +670,26 @@ jobs:
 		t.Error("the store does not know the log was cut")
 	}
 }
+
+// Workflow commands in output the cut discarded do nothing: no annotation
+// points at a line that is not in the log. awk writes it all at once, so
+// the cut falls inside one write.
+func TestLogCutDropsCommandsOfDiscardedLines(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  loud:
+    max_log_size: 2KiB
+    run: |
+      awk 'BEGIN { print "::warning::kept"; for (i = 0; i < 150; i++) printf "line %d of output\n", i; print "::error::after the cut"; print "::progress::99 after the cut" }'
+`)
+	run := waitRun(t, r, trigger(t, r, "loud", nil).ID, finished)
+	if !run.LogCut {
+		t.Fatal("the log was not cut")
+	}
+	if len(run.Annotations) != 1 || run.Annotations[0].Message != "kept" || run.Annotations[0].Line != 1 {
+		t.Errorf("annotations %+v, want only the kept warning on line 1", run.Annotations)
+	}
+	if run.Progress != nil && run.Progress.Percent == 99 {
+		t.Errorf("progress %+v from a discarded line", run.Progress)
+	}
+}
