@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const cliConfig = `
@@ -250,4 +253,75 @@ func TestLineTimesStampedLogAndCLI(t *testing.T) {
 	if unstamped.String() != string(s.logFile(id)) {
 		t.Errorf("without their times the lines are not the log:\n%s", unstamped.String())
 	}
+}
+
+// On a terminal, run --follow draws a progress bar on stderr, clears it
+// before each log write and at the end, and the log on stdout stays clean.
+func TestCLIProgressBarOnTerminal(t *testing.T) {
+	master, tty := openPTY(t)
+	s := startServer(t, cliConfig)
+	var screen bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			screen.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	var stdout bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"run", "--server", s.URL, "gate", "--follow"}, &stdout, tty) }()
+	s.waitRun(1, isWaiting)
+	s.release(1)
+	if err := <-done; err != nil {
+		t.Fatalf("run --follow: %v", err)
+	}
+	tty.Close()
+	<-read
+	out := screen.String()
+	for _, want := range []string{"\r\x1b[K#1 running ", "  1% waiting", "#1 gate: succeeded (exit 0)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the terminal lacks %q:\n%q", want, out)
+		}
+	}
+	if strings.Contains(stdout.String(), "\x1b[") || stdout.String() != string(s.logFile(1)) {
+		t.Errorf("stdout is not the log: %q", stdout.String())
+	}
+}
+
+// openPTY opens a pseudo-terminal pair; the test is skipped where there is
+// none.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	ioctl := func(req uintptr, arg unsafe.Pointer) error {
+		if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), req, uintptr(arg)); errno != 0 {
+			return errno
+		}
+		return nil
+	}
+	var unlock int32
+	var n uint32
+	if err := ioctl(syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
+		t.Skipf("unlock pty: %v", err)
+	}
+	if err := ioctl(syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil {
+		t.Skipf("pty number: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open pty: %v", err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
 }
