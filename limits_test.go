@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,4 +71,35 @@ func TestStreamCapsAndTriggerRateLimit(t *testing.T) {
 		t.Errorf("Retry-After %q", hdr.Get("Retry-After"))
 	}
 	s.release(run.ID)
+}
+
+// A client that never finishes its request headers is disconnected, and
+// holds nothing up: a whole request beside it is answered.
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	s := startServer(t, apiConfig, func(c *Config) { c.HeaderTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /api/jobs HTTP/1.1\r\nHost: shiplog\r\nX-Slow: ") // and no more
+	if code, _, _ := s.do("GET", "/api/jobs", ""); code != http.StatusOK {
+		t.Errorf("a whole request beside it: %d", code)
+	}
+	c.SetReadDeadline(time.Now().Add(deadline))
+	buf := make([]byte, 512)
+	var got []byte
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("still connected after %v", deadline)
+			}
+			break // closed by the server
+		}
+	}
+	if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 408") {
+		t.Errorf("answered %q", got)
+	}
 }

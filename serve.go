@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -30,6 +31,9 @@ type Config struct {
 	LogLevel      slog.Level
 	ShutdownGrace time.Duration
 	Insecure      bool // serve without tokens on a non-loopback address
+	// HeaderTimeout is how long a client may take to send a request's
+	// headers before its connection is closed; 10s if zero.
+	HeaderTimeout time.Duration
 	Limits        Limits
 	TLSCert       string // with TLSKey: serve HTTPS (and HTTP/2)
 	TLSKey        string
@@ -160,7 +164,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	srv.durations = durations
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, 10*time.Second),
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
