@@ -80,7 +80,7 @@ func (v *epollViewers) run(onLine func(viewer int, line []byte)) {
 	events := make([]syscall.EpollEvent, 256)
 	chunk := make([]byte, 64<<10)
 	done := make([]bool, len(v.fds))
-	inLog := make([]bool, len(v.fds)) // in a log event
+	streams := make([]sseLines, len(v.fds))
 	scan := func(i int) {
 		buf := v.bufs[i]
 		for {
@@ -90,14 +90,11 @@ func (v *epollViewers) run(onLine func(viewer int, line []byte)) {
 			}
 			l := buf[:j]
 			buf = buf[j+1:]
-			switch {
-			case len(l) == 0:
-				inLog[i] = false
-			case string(l) == "event: log":
-				inLog[i] = true
-			case inLog[i] && len(l) > 6 && string(l[:6]) == "data: ":
-				onLine(i, l[6:])
-			case string(l) == "event: end" && !done[i]:
+			data, end := streams[i].next(l)
+			if data != nil {
+				onLine(i, data)
+			}
+			if end && !done[i] {
 				done[i] = true
 				v.ended++
 			}
@@ -146,6 +143,26 @@ func (v *epollViewers) close() {
 		syscall.Close(fd)
 	}
 	syscall.Close(v.epfd)
+}
+
+// sseLines follows one event stream a line at a time, as the benchmark's
+// viewers read it.
+type sseLines struct{ inLog bool }
+
+// next takes a line without its newline: it returns the data of a log line,
+// and whether the line begins the end event.
+func (s *sseLines) next(l []byte) (data []byte, end bool) {
+	switch {
+	case len(l) == 0:
+		s.inLog = false
+	case string(l) == "event: log":
+		s.inLog = true
+	case string(l) == "event: end":
+		return nil, true
+	case s.inLog && len(l) > 6 && string(l[:6]) == "data: ":
+		return l[6:], false
+	}
+	return nil, false
 }
 
 // lineTime is the Unix nanoseconds a benchmark line starts with.

@@ -231,24 +231,65 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return d[min(len(d)-1, int(float64(len(d))*p))]
 }
 
-// baselineLatency is a line written to a loopback socket and read back.
-func baselineLatency(b *testing.B, n int) (p50, p99 time.Duration) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
+// loopbackConn runs serve on the server side of a fresh loopback connection
+// (closing it after) and returns the client side. It may run on any
+// goroutine: it reports a failure with b.Error and returns nil.
+func loopbackConn(b *testing.B, serve func(net.Conn)) net.Conn {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
 	go func() {
+		defer ln.Close()
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
+		serve(c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	return c
+}
+
+// countLines reads r to its end and counts its lines.
+func countLines(r io.Reader) int {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+	}
+	return n
+}
+
+// sendFile writes the file at path to c.
+func sendFile(path string) func(net.Conn) {
+	return func(c net.Conn) {
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		io.Copy(c, f)
+	}
+}
+
+// baselineLatency is a line written to a loopback socket and read back.
+func baselineLatency(b *testing.B, n int) (p50, p99 time.Duration) {
+	c := loopbackConn(b, func(c net.Conn) {
 		for range n {
 			fmt.Fprintf(c, "%d line\n", time.Now().UnixNano())
 			time.Sleep(time.Millisecond)
 		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
+	})
+	if c == nil {
+		b.FailNow()
 	}
 	defer c.Close()
 	sc := bufio.NewScanner(c)
@@ -275,7 +316,7 @@ func streamViewer(addr, path string, connected *sync.WaitGroup) (int, error) {
 	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, addr)
 	r := bufio.NewReaderSize(c, 256<<10)
 	head := true
-	inLog := false
+	var sse sseLines
 	n := 0
 	for {
 		l, err := r.ReadSlice('\n')
@@ -285,19 +326,18 @@ func streamViewer(addr, path string, connected *sync.WaitGroup) (int, error) {
 			}
 			return n, fmt.Errorf("viewer: %w", err)
 		}
-		switch {
-		case head:
+		if head {
 			if len(l) <= 2 { // the blank line after the headers
 				head = false
 				connected.Done()
 			}
-		case len(l) == 1:
-			inLog = false
-		case string(l) == "event: log\n":
-			inLog = true
-		case string(l) == "event: end\n":
+			continue
+		}
+		data, end := sse.next(l[:len(l)-1])
+		if end {
 			return n, nil
-		case inLog && len(l) > 6 && string(l[:6]) == "data: ":
+		}
+		if data != nil {
 			n++
 		}
 	}
@@ -329,15 +369,11 @@ func baselineLive(b *testing.B, spec string, n int) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
+			c := loopbackConn(b, func(c net.Conn) {
+				r, err := os.Open(path)
 				if err != nil {
 					return
 				}
-				defer c.Close()
-				r, _ := os.Open(path)
 				defer r.Close()
 				buf := make([]byte, 64<<10)
 				for {
@@ -357,20 +393,12 @@ func baselineLive(b *testing.B, spec string, n int) float64 {
 						return
 					}
 				}
-			}()
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				b.Error(err)
+			})
+			if c == nil {
 				return
 			}
 			defer c.Close()
-			sc := bufio.NewScanner(c)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			k := 0
-			for sc.Scan() {
-				k++
-			}
-			total.Add(int64(k))
+			total.Add(int64(countLines(c)))
 		}()
 	}
 	job.Wait()
@@ -398,57 +426,19 @@ func baselineCopies(b *testing.B, path string, n int) float64 {
 }
 
 func copyAndCount(b *testing.B, path string) int {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		f, _ := os.Open(path)
-		io.Copy(c, f)
-		f.Close()
-		c.Close()
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
+	c := loopbackConn(b, sendFile(path))
+	if c == nil {
+		return 0
 	}
 	defer c.Close()
-	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-	}
-	return n
+	return countLines(c)
 }
 
 // baselineCopy is the plain way to ship a file: read it and write it to a
 // loopback socket, read on the other side.
 func baselineCopy(b *testing.B, path string) time.Duration {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		f, _ := os.Open(path)
-		io.Copy(c, f)
-		f.Close()
-		c.Close()
-	}()
 	start := time.Now()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-	}
-	c.Close()
+	copyAndCount(b, path)
 	return time.Since(start)
 }
 

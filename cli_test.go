@@ -90,8 +90,10 @@ func TestCLIRunFollowReproducesLogAndExitCode(t *testing.T) {
 	}
 }
 
-func TestCLIStatusWaitCancelLogsJobs(t *testing.T) {
-	s := startServer(t, cliConfig)
+// gateRun starts the gate job with `shiplog run -q` and waits until it
+// waits at its gate.
+func gateRun(t *testing.T, s *testServer) int64 {
+	t.Helper()
 	code, out, _ := cli(t, s, "run", "gate", "-q")
 	if code != 0 {
 		t.Fatalf("run: %d", code)
@@ -99,8 +101,14 @@ func TestCLIStatusWaitCancelLogsJobs(t *testing.T) {
 	var id int64
 	fmt.Sscan(out, &id)
 	s.waitRun(id, isWaiting)
+	return id
+}
 
-	code, out, _ = cli(t, s, "status", fmt.Sprint(id))
+func TestCLIStatusWaitCancelLogsJobs(t *testing.T) {
+	s := startServer(t, cliConfig)
+	id := gateRun(t, s)
+
+	code, out, _ := cli(t, s, "status", fmt.Sprint(id))
 	if code != 0 || !strings.Contains(out, "running 1% waiting") {
 		t.Errorf("status: %d %q", code, out)
 	}
@@ -182,13 +190,7 @@ func TestCLIErrors(t *testing.T) {
 // within the run.
 func TestLineTimesStampedLogAndCLI(t *testing.T) {
 	s := startServer(t, cliConfig)
-	code, out, _ := cli(t, s, "run", "gate", "-q")
-	if code != 0 {
-		t.Fatalf("run: %d", code)
-	}
-	var id int64
-	fmt.Sscan(out, &id)
-	s.waitRun(id, isWaiting)
+	id := gateRun(t, s)
 	type result struct {
 		code     int
 		out, err string

@@ -41,10 +41,10 @@ func logStart(c echo.Context, path string) (int64, error) {
 		}
 		return off, nil
 	}
-	if v := c.QueryParam("line"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return 0, badRequest("line", "line must be a positive line number")
+	if c.QueryParam("line") != "" {
+		n, err := positiveParam(c, "line", "line number", 0)
+		if err != nil {
+			return 0, err
 		}
 		end, err := streams.LogEnd(path)
 		if err != nil {
@@ -83,15 +83,12 @@ func finalSize(run *jobs.Run, path string) int64 {
 }
 
 func (s *server) streamRunEvents(c echo.Context) error {
-	id, err := runID(c)
+	run, err := s.requestedRun(c)
 	if err != nil {
 		return err
 	}
+	id := run.ID
 	ctx := c.Request().Context()
-	run, err := s.runner.Get(ctx, id)
-	if err != nil {
-		return err
-	}
 	path := s.runner.LogPath(id)
 	from, err := logStart(c, path)
 	if err != nil {
@@ -132,15 +129,11 @@ func (s *server) streamRunEvents(c echo.Context) error {
 // getRunLog serves the raw log, or with ?after a long poll for the lines
 // after that offset.
 func (s *server) getRunLog(c echo.Context) error {
-	id, err := runID(c)
+	run, err := s.requestedRun(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	run, err := s.runner.Get(ctx, id)
-	if err != nil {
-		return err
-	}
+	id := run.ID
 	path := s.runner.LogPath(id)
 	stamped, err := boolParam(c, "timestamps")
 	if err != nil {
@@ -265,29 +258,16 @@ const maxTimesSpan = 100_000
 // pairs: each pair holds for its line and those after it up to the next
 // pair's. A log from before line times were kept has none.
 func (s *server) getLineTimes(c echo.Context) error {
-	id, err := runID(c)
+	run, err := s.requestedRun(c)
 	if err != nil {
 		return err
 	}
-	if _, err := s.runner.Get(c.Request().Context(), id); err != nil {
-		return err
-	}
-	num := func(name string, def int64) (int64, error) {
-		v := c.QueryParam(name)
-		if v == "" {
-			return def, nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return 0, badRequest(name, "%s must be a positive line number", name)
-		}
-		return n, nil
-	}
-	from, err := num("from", 1)
+	id := run.ID
+	from, err := positiveParam(c, "from", "line number", 1)
 	if err != nil {
 		return err
 	}
-	to, err := num("to", from+maxTimesSpan-1)
+	to, err := positiveParam(c, "to", "line number", from+maxTimesSpan-1)
 	if err != nil {
 		return err
 	}
@@ -312,13 +292,11 @@ const maxSearchMatches = 10000
 // searchRunLog streams the lines of a run's log matching ?q (plain text,
 // or re:expression; ?case=1 to match case) as JSON lines, then a summary.
 func (s *server) searchRunLog(c echo.Context) error {
-	id, err := runID(c)
+	run, err := s.requestedRun(c)
 	if err != nil {
 		return err
 	}
-	if _, err := s.runner.Get(c.Request().Context(), id); err != nil {
-		return err
-	}
+	id := run.ID
 	q, err := streams.ParseQuery(c.QueryParam("q"), c.QueryParam("case") != "1")
 	if err != nil {
 		return badRequest("q", "q: %v", err)

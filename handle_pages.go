@@ -127,13 +127,11 @@ func (s *server) showDashboard(c echo.Context) error {
 // pages around it.
 func (s *server) historyPage(c echo.Context, base string, f jobs.Filter) ([]views.Run, string, string, error) {
 	const size = 20
-	if v := c.QueryParam("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return nil, "", "", badRequest("before", "before must be a positive run id")
-		}
-		f.Before = n
+	before, err := positiveParam(c, "before", "run id", 0)
+	if err != nil {
+		return nil, "", "", err
 	}
+	f.Before = before
 	f.Limit = size + 1
 	runs, err := s.runner.List(c.Request().Context(), f)
 	if err != nil {
@@ -257,15 +255,11 @@ func (s *server) submitRun(c echo.Context) error {
 }
 
 func (s *server) showRun(c echo.Context) error {
-	id, err := runID(c)
+	run, err := s.requestedRun(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	run, err := s.runner.Get(ctx, id)
-	if err != nil {
-		return err
-	}
+	id := run.ID
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
 	for _, a := range run.Annotations {
 		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Line: a.Line})

@@ -157,13 +157,11 @@ func (s *server) listRuns(c echo.Context) error {
 		}
 		f.Limit = n
 	}
-	if v := c.QueryParam("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return badRequest("before", "before must be a positive run id")
-		}
-		f.Before = n
+	before, err := positiveParam(c, "before", "run id", 0)
+	if err != nil {
+		return err
 	}
+	f.Before = before
 	// One more than asked tells whether there is a next page.
 	f.Limit++
 	runs, err := s.runner.List(c.Request().Context(), f)

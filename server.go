@@ -148,6 +148,15 @@ func runID(c echo.Context) (int64, error) {
 	return id, nil
 }
 
+// requestedRun returns the run the :id path parameter names.
+func (s *server) requestedRun(c echo.Context) (*jobs.Run, error) {
+	id, err := runID(c)
+	if err != nil {
+		return nil, err
+	}
+	return s.runner.Get(c.Request().Context(), id)
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -157,6 +166,20 @@ func truncate(s string, n int) string {
 
 func (s *server) getHealth(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// positiveParam parses an optional query parameter that must be a positive
+// integer (what says of what: "line number", "run id"); def if it is absent.
+func positiveParam(c echo.Context, name, what string, def int64) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, badRequest(name, "%s must be a positive %s", name, what)
+	}
+	return n, nil
 }
 
 // boolParam parses an optional boolean query parameter: 1, true, 0, false.

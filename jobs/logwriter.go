@@ -224,14 +224,8 @@ func (w *logWriter) flush() {
 		return
 	}
 	// The time goes first, so a reader who sees a line finds its time.
-	if ms := w.now().UnixMilli(); w.times != nil && batch > 0 && ms != w.lastMs {
-		var rec [TimesRecordSize]byte
-		binary.LittleEndian.PutUint64(rec[:8], uint64(w.lines+1))
-		binary.LittleEndian.PutUint64(rec[8:], uint64(ms))
-		if _, err := w.times.Write(rec[:]); err != nil {
-			w.times = nil // like the index, a help: the log goes on without it
-		}
-		w.lastMs = ms
+	if w.times != nil && batch > 0 {
+		w.stampTimes()
 	}
 	n, err := w.f.Write(w.out)
 	if err != nil {
@@ -260,6 +254,22 @@ func (w *logWriter) flush() {
 			w.idx = nil
 		}
 	}
+}
+
+// stampTimes records when the lines about to be written arrived: a record
+// for the first of them, unless the millisecond is the last record's.
+func (w *logWriter) stampTimes() {
+	ms := w.now().UnixMilli()
+	if ms == w.lastMs {
+		return
+	}
+	var rec [TimesRecordSize]byte
+	binary.LittleEndian.PutUint64(rec[:8], uint64(w.lines+1))
+	binary.LittleEndian.PutUint64(rec[8:], uint64(ms))
+	if _, err := w.times.Write(rec[:]); err != nil {
+		w.times = nil // like the index, a help: the log goes on without it
+	}
+	w.lastMs = ms
 }
 
 // Err returns the first write error.

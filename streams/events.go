@@ -80,7 +80,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		}
 		pooled, buf = nil, nil
 	}
-	defer func() { release() }()
+	defer release()
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, opts.Retry.Milliseconds(), 10)
 	buf = append(buf, "\n\n"...)
