@@ -280,26 +280,65 @@ func sendFile(path string) func(net.Conn) {
 	}
 }
 
-// baselineLatency is a line written to a loopback socket and read back.
-func baselineLatency(b *testing.B, n int) (p50, p99 time.Duration) {
-	c := loopbackConn(b, func(c net.Conn) {
+// baselineFanout is the plain way to send a line to n viewers: a loop that
+// writes each line, as one event, to n loopback sockets in turn, at 200 lines
+// a second, read by the same epoll viewers as the server's streams. It
+// returns the latency of every line at every viewer.
+func baselineFanout(b *testing.B, n, count int) (p50, p99 time.Duration) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, n)
+	go func() {
 		for range n {
-			fmt.Fprintf(c, "%d line\n", time.Now().UnixNano())
-			time.Sleep(time.Millisecond)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				r := bufio.NewReader(c)
+				for {
+					if l, err := r.ReadString('\n'); err != nil || l == "\r\n" {
+						break
+					}
+				}
+				c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+				accepted <- c
+			}()
+		}
+	}()
+	views := dialViewers(b, ln.Addr().String(), "/", n)
+	defer views.close()
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		conns = append(conns, <-accepted)
+	}
+	go func() {
+		tick := time.NewTicker(time.Second / 200)
+		defer tick.Stop()
+		var ev []byte
+		for i := range count {
+			<-tick.C
+			ev = fmt.Appendf(ev[:0], "event: log\nid: %d\ndata: %d line %d of %d: the quick brown fox jumps over the lazy dog\n\n", i*100, time.Now().UnixNano(), i+1, count)
+			for _, c := range conns {
+				c.Write(ev)
+			}
+		}
+		for _, c := range conns {
+			c.Write([]byte("event: end\ndata: {}\n\n"))
+			c.Close()
+		}
+	}()
+	lat := make([]time.Duration, 0, n*count)
+	views.run(func(_ int, l []byte) {
+		if ts := lineTime(l); ts > 0 {
+			lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
 		}
 	})
-	if c == nil {
-		b.FailNow()
-	}
-	defer c.Close()
-	sc := bufio.NewScanner(c)
-	var lat []time.Duration
-	for sc.Scan() {
-		ts, _ := strconv.ParseInt(strings.Fields(sc.Text())[0], 10, 64)
-		lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
-		if len(lat) == n {
-			break
-		}
+	if len(lat) != n*count {
+		b.Fatalf("bare fan-out: %d viewers got %d lines, want %d", n, len(lat), n*count)
 	}
 	return percentile(lat, .5), percentile(lat, .99)
 }
@@ -463,11 +502,18 @@ func BenchmarkLoad(b *testing.B) {
 	ratio := func(a, b float64) string { return fmt.Sprintf("%.2fx", a/b) }
 
 	// Latency, line printed → line received, at 200 lines/s.
-	var bp50, bp99 time.Duration
-	if part("latency") {
-		bp50, bp99 = baselineLatency(b, 1000)
+	counts := []int{1, 100, 1000}
+	if v := os.Getenv("SHIPLOG_BENCH_VIEWERS"); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("SHIPLOG_BENCH_VIEWERS: %v", err)
+			}
+			counts = append(counts, n)
+		}
 	}
-	for _, n := range []int{1, 100, 1000} {
+	for _, n := range counts {
 		if !part("latency") {
 			break
 		}
@@ -491,6 +537,7 @@ func BenchmarkLoad(b *testing.B) {
 		cpu, self := s.cpu(b)-cpu0, selfCPU()-self0
 		p50, p99 := percentile(lat, .5), percentile(lat, .99)
 		add(row{fmt.Sprintf("  CPU: server, viewers (%% of one core), %d viewers", n), fmt.Sprintf("%.0f%%", 100*cpu.Seconds()/wall.Seconds()), fmt.Sprintf("%.0f%%", 100*self.Seconds()/wall.Seconds()), "-"})
+		bp50, bp99 := baselineFanout(b, n, 1000)
 		add(row{fmt.Sprintf("latency p50, %d viewers, 200 lines/s", n), ms(p50), ms(bp50), ratio(float64(p50), float64(bp50))})
 		add(row{fmt.Sprintf("latency p99, %d viewers, 200 lines/s", n), ms(p99), ms(bp99), ratio(float64(p99), float64(bp99))})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -16,7 +17,8 @@ import (
 // waits). The body ends when the connection closes. Over HTTP/2, or through
 // a writer that cannot be taken over, it writes and flushes the response.
 type eventWriter struct {
-	conn     net.Conn // taken over; nil: through w
+	conn     net.Conn        // taken over; nil: through w
+	raw      syscall.RawConn // conn's socket, if it has one
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	timeout  time.Duration
@@ -35,6 +37,11 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 		return e, ctx, cancel, nil
 	}
 	e.conn = conn
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			e.raw = raw
+		}
+	}
 	var head bytes.Buffer
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	h := w.Header().Clone()
@@ -96,6 +103,20 @@ func (e *eventWriter) hurry(d time.Duration) {
 	e.deadline = time.Now().Add(d)
 	_ = e.setDeadline(e.deadline)
 	e.timeout = 0 // keep this deadline
+}
+
+// lend returns the socket for writes without blocking from elsewhere while
+// the stream waits (nil if there is none). It lifts the write deadline, which
+// would otherwise fail those writes once past; the next write sets it again.
+func (e *eventWriter) lend() syscall.RawConn {
+	if e.raw == nil {
+		return nil
+	}
+	if !e.deadline.IsZero() {
+		_ = e.conn.SetWriteDeadline(time.Time{})
+		e.deadline = time.Time{}
+	}
+	return e.raw
 }
 
 func (e *eventWriter) setDeadline(t time.Time) error {

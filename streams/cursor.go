@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
+	"syscall"
 )
 
 // readChunk is how much backlog one file read takes.
@@ -23,10 +25,10 @@ type Cursor struct {
 	sub       *subscription
 	live      int64 // the subscription's live edge
 	pending   *Batch
-	readAhead bool // the producer outruns the tail: read the file ahead of it
 	file      *os.File
 	buf       []byte   // the last file read; its batch's lines point into it
 	lines     [][]byte // reused for file batches
+	parked    bool
 }
 
 // NewCursor returns a cursor at offset from (a line start) in the log of key
@@ -108,15 +110,6 @@ func (c *Cursor) Poll() (*Batch, error) {
 				c.live = sub.start
 			}
 		}
-		if c.readAhead && c.sub != nil {
-			// The file holds whole lines up to its last newline; read them
-			// now rather than one tail line at a time. The follower's batches
-			// for the same bytes are trimmed away by offset.
-			c.readAhead = false
-			if end, err := LogEnd(c.path); err == nil && end > c.live {
-				c.live = end
-			}
-		}
 		limit := c.final
 		if c.sub != nil {
 			limit = c.live
@@ -145,8 +138,51 @@ func (c *Cursor) Wait() <-chan *Batch {
 	return c.sub.c
 }
 
+// park hands the viewer's socket to the follower while the viewer waits:
+// live batches are then written to raw by the follower, with no goroutine
+// woken per viewer and line. It only parks a cursor that is caught up with
+// the follower and has nothing pending, and reports whether it did. Call
+// unpark after every wake, before anything else is written to the socket.
+func (c *Cursor) park(raw syscall.RawConn, lines *atomic.Int64) bool {
+	s := c.sub
+	if s == nil || c.pending != nil {
+		return false
+	}
+	f := s.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.subs[s]; !ok || len(s.c) > 0 || f.committed != c.next {
+		return false
+	}
+	s.parked, s.raw, s.next, s.lines = true, raw, c.next, lines
+	c.parked = true
+	return true
+}
+
+// unpark takes the socket back from the follower. The cursor moves on past
+// what the follower wrote; rest is the part of an event it could not, which
+// must be written first.
+func (c *Cursor) unpark() (rest []byte) {
+	if !c.parked {
+		return nil
+	}
+	c.parked = false
+	s := c.sub
+	s.f.mu.Lock()
+	s.parked, s.raw, s.lines = false, nil, nil
+	next, rest := s.next, s.rest
+	s.rest = nil
+	s.f.mu.Unlock()
+	c.next = next
+	c.live = max(c.live, next)
+	return rest
+}
+
 // Accept takes a receive from Wait.
 func (c *Cursor) Accept(b *Batch, ok bool) {
+	if b == wake {
+		return
+	}
 	if !ok {
 		// Ended: either the log is complete, or this viewer was cut off
 		// (too slow, or the follower restarted) and resumes from the file.
@@ -159,9 +195,6 @@ func (c *Cursor) Accept(b *Batch, ok bool) {
 	}
 	c.live = max(c.live, b.End)
 	c.pending = b.from(c.next)
-	if len(b.Lines) >= maxBatchLines || b.End-b.Start >= maxBatchBytes {
-		c.readAhead = true
-	}
 }
 
 // from returns the part of b at or after offset, nil if none.

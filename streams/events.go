@@ -60,6 +60,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	}
 	defer cancel()
 	defer out.close()
+	defer cur.unpark() // before the connection closes
 
 	// A viewer's buffer is small, or, while it catches up, a big one from
 	// bufs.
@@ -149,8 +150,19 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			if b == nil {
 				break
 			}
-			room(int(b.End-b.Start) + 64)
-			buf = b.appendEvent(buf)
+			if b.shared && b.End-b.Start >= 16<<10 {
+				// A big live batch goes out from its shared encoding, not
+				// copied for each viewer.
+				if err := write(); err != nil {
+					return err
+				}
+				if err := out.write(b.event()); err != nil {
+					return err
+				}
+			} else {
+				room(int(b.End-b.Start) + 64)
+				buf = b.appendEvent(buf)
+			}
 			if opts.Lines != nil {
 				opts.Lines.Add(int64(len(b.Lines)))
 			}
@@ -164,16 +176,35 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			return err
 		}
 		release() // about to wait: the buffer goes back for others to use
+		parked := false
+		if raw := out.lend(); raw != nil {
+			parked = cur.park(raw, opts.Lines)
+		}
+		at := cur.Offset()
 		heartbeat.Reset(opts.Heartbeat)
+		var (
+			got          *Batch
+			ok, received bool
+			ping         bool
+		)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-cur.hub.closing:
-		case b, ok := <-cur.Wait():
-			cur.Accept(b, ok)
+		case got, ok = <-cur.Wait():
+			received = true
 		case <-changed:
 			stale = true
 		case <-heartbeat.C:
+			ping = true
+		}
+		if parked {
+			buf = append(buf, cur.unpark()...)
+		}
+		if received {
+			cur.Accept(got, ok)
+		}
+		if ping && cur.Offset() == at { // lines went out: no need
 			buf = append(buf, ": ping\n\n"...)
 		}
 	}

@@ -3,9 +3,18 @@
 // reads the backlog from the file and then takes live batches, and the SSE
 // and long-poll cores built on them. Offsets into the file are the only
 // bookkeeping, so nothing is lost or repeated across reconnects.
+//
+// Two paths keep the live edge cheap. A viewer that is waiting, caught up,
+// lends its socket to the follower, which writes each live event to it
+// without blocking, so no goroutine wakes per viewer and line; anything the
+// socket does not take goes back to the viewer's own goroutine. And when a
+// job writes faster than the tail hands over lines one at a time, the
+// follower reads the file ahead of the tail in large batches, encoded once
+// for every viewer.
 package streams
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log"
@@ -14,6 +23,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nxadm/tail"
@@ -38,8 +48,34 @@ func (b *Batch) appendEvent(dst []byte) []byte {
 	if !b.shared {
 		return AppendLogEvent(dst, b)
 	}
-	b.once.Do(func() { b.encoded = AppendLogEvent(nil, b) })
-	return append(dst, b.encoded...)
+	return append(dst, b.event()...)
+}
+
+// event is a shared batch encoded as one SSE event.
+func (b *Batch) event() []byte {
+	b.once.Do(func() {
+		// Room for the lines and their framing; escapes may add a little.
+		size := 40 + int(b.End-b.Start) + len(b.Lines)*len("data: ")
+		b.encoded = AppendLogEvent(make([]byte, 0, size+size/64), b)
+	})
+	return b.encoded
+}
+
+// seal encodes a shared batch now and points its lines into the encoding,
+// so that whatever they pointed into can be reused.
+func (b *Batch) seal() {
+	ev := b.event()
+	pos := bytes.IndexByte(ev, '\n') + 1       // past "event: log"
+	pos += bytes.IndexByte(ev[pos:], '\n') + 1 // past "id: …"
+	for i, l := range b.Lines {
+		pos += len("data: ")
+		if pos < len(ev) && ev[pos] == escapeMark {
+			b.Lines[i] = bytes.Clone(l) // escaped: not there as it is
+		} else {
+			b.Lines[i] = ev[pos : pos+len(l) : pos+len(l)]
+		}
+		pos += bytes.IndexByte(ev[pos:], '\n') + 1
+	}
 }
 
 // subBuffer is how many batches wait for one subscriber. When it is full the
@@ -56,6 +92,14 @@ const (
 // stallCheck is how often a follower checks that its tail has not missed
 // a change.
 const stallCheck = 250 * time.Millisecond
+
+// While a job writes faster than the tail hands over lines, the follower
+// reads the file directly every aheadPoll, until it has found nothing new
+// aheadQuiet times in a row.
+const (
+	aheadPoll  = time.Millisecond
+	aheadQuiet = 10
+)
 
 // maxEnded bounds how many finished logs the hub remembers.
 const maxEnded = 4096
@@ -75,6 +119,15 @@ type Hub struct {
 	closing   chan struct{} // closed by Close: waiting viewers wake
 	shut      atomic.Bool   // closed, readable without the lock
 	wg        sync.WaitGroup
+
+	direct, partial atomic.Int64 // see DirectWrites
+}
+
+// DirectWrites counts the live events followers wrote straight to waiting
+// viewers' sockets, and how many of those the socket took only in part
+// (the viewer then wrote the rest).
+func (h *Hub) DirectWrites() (events, partial int64) {
+	return h.direct.Load(), h.partial.Load()
 }
 
 // NewHub returns an empty hub.
@@ -144,6 +197,60 @@ type subscription struct {
 	// Set before c is closed.
 	final  int64 // >= 0: the log is complete at this size
 	closed bool  // the hub shut down
+
+	// While parked (see Cursor.park), under f.mu: the follower writes live
+	// batches straight to the viewer's socket instead of waking its
+	// goroutine.
+	parked bool
+	raw    syscall.RawConn
+	next   int64         // where the viewer's stream has got to
+	rest   []byte        // the part of an event a partial write left over
+	lines  *atomic.Int64 // counts lines written, if not nil
+}
+
+// wake is sent to a viewer the follower has unparked while its channel
+// holds nothing: it has the rest of an event to write.
+var wake = &Batch{}
+
+// directMax bounds the events written straight to a parked viewer's socket.
+// A bigger batch means a producer faster than the tail: its viewers write
+// for themselves, in parallel, rather than one after another from the
+// follower.
+const directMax = 16 << 10
+
+// direct writes b to parked s without blocking; f.mu is held. It reports
+// whether b is dealt with: false leaves s unparked, for b to go through its
+// channel.
+func (s *subscription) direct(b *Batch) bool {
+	if s.next != b.Start || b.End-b.Start > directMax {
+		s.parked = false
+		return false
+	}
+	ev := b.event()
+	var (
+		n    int
+		werr error
+	)
+	err := s.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), ev)
+		return true // never wait for room: that is the viewer's own job
+	})
+	if err != nil || werr != nil || n <= 0 {
+		s.parked = false
+		return false
+	}
+	s.f.h.direct.Add(1)
+	s.next = b.End
+	if s.lines != nil {
+		s.lines.Add(int64(len(b.Lines)))
+	}
+	if n < len(ev) {
+		s.f.h.partial.Add(1)
+		s.parked = false
+		s.rest = ev[n:] // the event is shared and never changes
+		s.c <- wake     // the channel of a parked viewer is empty
+	}
+	return true
 }
 
 // subscribe attaches to the follower of key, starting it if needed. When the
@@ -198,6 +305,10 @@ type follower struct {
 	key      string
 	path     string
 	t        *tail.Tail
+	file     *os.File // for reading ahead of the tail
+	scratch  []byte   // what it reads ahead into
+	ahead    bool     // the file is ahead of the tail: read it directly
+	tailAt   int64    // the end of the tail's last line; committed may be ahead
 	stop     chan struct{}
 	stopOnce sync.Once
 	finishC  chan struct{}
@@ -246,6 +357,10 @@ func (h *Hub) startFollower(key, path string) (*follower, error) {
 	if err != nil {
 		return nil, err
 	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
 	t, err := tail.TailFile(path, tail.Config{
 		Location:      &tail.SeekInfo{Offset: start, Whence: io.SeekStart},
 		Follow:        true,
@@ -254,11 +369,12 @@ func (h *Hub) startFollower(key, path string) (*follower, error) {
 		Logger:        log.New(io.Discard, "", 0),
 	})
 	if err != nil {
+		file.Close()
 		return nil, err
 	}
 	f := &follower{
-		h: h, key: key, path: path, t: t, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
-		subs: map[*subscription]struct{}{}, committed: start, final: -1,
+		h: h, key: key, path: path, t: t, file: file, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
+		subs: map[*subscription]struct{}{}, committed: start, tailAt: start, final: -1,
 	}
 	h.wg.Add(1)
 	go f.run()
@@ -283,6 +399,7 @@ func (f *follower) run() {
 		// No Cleanup: the tail's own watcher goroutine removes the inotify
 		// watch, and a second removal would corrupt the shared count.
 		_ = f.t.Stop()
+		f.file.Close()
 		f.h.mu.Lock()
 		f.h.retire(f)
 		f.h.mu.Unlock()
@@ -294,29 +411,53 @@ func (f *follower) run() {
 	check := time.NewTicker(stallCheck)
 	defer check.Stop()
 	var seen int64 = -1
+	poll := time.NewTimer(aheadPoll)
+	defer poll.Stop()
+	idle := 0
 	for {
 		if f.complete() {
 			return
 		}
+		// While the file is ahead of the tail, it is read directly, polled
+		// every aheadPoll, and the tail is left waiting to hand over a line
+		// (at no cost) until the file has been quiet a while. Then the tail
+		// catches up, its lines already published are skipped, and polling
+		// goes on until it has.
+		var (
+			lines  <-chan *tail.Line
+			polled <-chan time.Time
+		)
+		if !f.ahead {
+			lines = f.t.Lines
+		}
+		if f.tailAt < f.committed {
+			polled = poll.C
+		}
 		select {
 		case <-check.C:
-			f.mu.Lock()
-			committed := f.committed
-			f.mu.Unlock()
-			if committed == seen {
-				if st, err := os.Stat(f.path); err == nil && st.Size() > committed {
+			if f.committed == seen {
+				if st, err := os.Stat(f.path); err == nil && st.Size() > f.committed {
 					now := time.Now()
 					_ = os.Chtimes(f.path, now, now)
 				}
 			}
-			seen = committed
+			seen = f.committed
 		case <-f.stop:
 			f.mu.Lock()
 			f.end(false)
 			f.mu.Unlock()
 			return
 		case <-f.finishC:
-		case line, ok := <-f.t.Lines:
+		case <-polled:
+			b := &Batch{Start: f.committed, End: f.committed, shared: true}
+			if f.readAhead(b, 0) {
+				f.publish(b)
+				idle = 0
+			} else if idle++; idle >= aheadQuiet {
+				f.ahead = false
+			}
+			poll.Reset(aheadPoll)
+		case line, ok := <-lines:
 			if !ok {
 				f.h.log.Warn("log follower stopped", "key", f.key, "err", f.t.Err())
 				f.mu.Lock()
@@ -324,22 +465,38 @@ func (f *follower) run() {
 				f.mu.Unlock()
 				return
 			}
+			if line.Err == nil && line.SeekInfo.Offset <= f.committed {
+				f.tailAt = line.SeekInfo.Offset
+				continue // published already, from the file
+			}
 			f.collect(line)
+			if f.ahead {
+				idle = 0
+				poll.Reset(aheadPoll)
+			}
 		}
 	}
 }
 
-// collect turns line, and any lines ready right behind it, into one batch.
+// collect turns line, and the lines ready behind it, into one batch. When
+// the job writes faster than the tail hands over lines one at a time, the
+// batch is filled from the file: one read, shared by every viewer, rather
+// than a line per hand-off. The tail's own copies of those lines are then
+// skipped by their offsets.
 func (f *follower) collect(first *tail.Line) {
 	f.mu.Lock()
 	start := f.committed
 	f.mu.Unlock()
 	b := &Batch{Start: start, End: start, shared: true}
 	size := 0
-	add := func(l *tail.Line) bool {
+	add := func(l *tail.Line) {
 		if l.Err != nil {
 			f.h.log.Warn("log follower", "key", f.key, "err", l.Err)
-			return true
+			return
+		}
+		f.tailAt = l.SeekInfo.Offset
+		if l.SeekInfo.Offset <= b.End {
+			return // read from the file already
 		}
 		end := b.End + int64(len(l.Text)) + 1
 		if end != l.SeekInfo.Offset {
@@ -353,12 +510,12 @@ func (f *follower) collect(first *tail.Line) {
 			f.end(false)
 			f.mu.Unlock()
 			b = &Batch{Start: l.SeekInfo.Offset, End: l.SeekInfo.Offset, shared: true} // the old one is in viewers' hands
-			return true
+			size = 0
+			return
 		}
 		b.Lines = append(b.Lines, []byte(l.Text))
 		b.End = end
 		size += len(l.Text) + 1
-		return true
 	}
 	add(first)
 	for len(b.Lines) < maxBatchLines && size < maxBatchBytes {
@@ -374,7 +531,45 @@ func (f *follower) collect(first *tail.Line) {
 		}
 		break
 	}
+	if len(b.Lines) < maxBatchLines && size < maxBatchBytes {
+		f.ahead = f.readAhead(b, size)
+	}
 	f.publish(b)
+}
+
+// readAhead adds to b the whole lines the file holds beyond it, up to the
+// batch limits; b already holds size bytes. It reports whether it found
+// any. The file is read into the follower's scratch buffer and b is sealed,
+// so a fast job costs one allocation per batch: its event.
+func (f *follower) readAhead(b *Batch, size int) bool {
+	st, err := f.file.Stat()
+	if err != nil || st.Size() <= b.End {
+		return false
+	}
+	if f.scratch == nil {
+		f.scratch = make([]byte, maxBatchBytes)
+	}
+	buf := f.scratch[:min(st.Size()-b.End, int64(maxBatchBytes-size))]
+	n, err := f.file.ReadAt(buf, b.End)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.h.log.Warn("log follower: read ahead", "key", f.key, "err", err)
+		return false
+	}
+	had := len(b.Lines)
+	for data := buf[:n]; len(b.Lines) < maxBatchLines; {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		b.Lines = append(b.Lines, data[:i:i])
+		b.End += int64(i) + 1
+		data = data[i+1:]
+	}
+	if len(b.Lines) == had {
+		return false
+	}
+	b.seal()
+	return true
 }
 
 func (f *follower) publish(b *Batch) {
@@ -385,6 +580,9 @@ func (f *follower) publish(b *Batch) {
 	defer f.mu.Unlock()
 	f.committed = b.End
 	for s := range f.subs {
+		if s.parked && s.direct(b) {
+			continue
+		}
 		select {
 		case s.c <- b:
 		default:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,9 +97,15 @@ func checkLines(t *testing.T, got, want []string) {
 	if len(got) != len(want) {
 		t.Fatalf("got %d lines, want %d", len(got), len(want))
 	}
+	short := func(s string) string {
+		if len(s) > 60 {
+			return fmt.Sprintf("%.60q… (%d bytes)", s, len(s))
+		}
+		return strconv.Quote(s)
+	}
 	for i := range want {
 		if got[i] != want[i] {
-			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
+			t.Fatalf("line %d = %s, want %s", i, short(got[i]), short(want[i]))
 		}
 	}
 }
