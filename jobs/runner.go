@@ -58,7 +58,14 @@ type Runner struct {
 	watch   map[int64]chan struct{}
 	wake    chan struct{}
 	wg      sync.WaitGroup
+	// Runs finished lately, as stored, oldest first: everyone watching a run
+	// asks for it as it ends, and scripts poll it after.
+	recent     map[int64]*Run
+	recentFIFO []int64
 }
+
+// keepRecent is how many finished runs the runner keeps at hand.
+const keepRecent = 256
 
 type task struct {
 	run       *Run // guarded by Runner.mu
@@ -85,6 +92,7 @@ func NewRunner(cfg *Config, store *Store, opts RunnerOptions) *Runner {
 		cfg: cfg, store: store, opts: opts, log: opts.Logger,
 		active: map[int64]*task{}, locks: map[string]int64{},
 		watch: map[int64]chan struct{}{}, wake: make(chan struct{}, 1),
+		recent: map[int64]*Run{},
 	}
 }
 
@@ -286,6 +294,11 @@ func (r *Runner) Get(ctx context.Context, id int64) (*Run, error) {
 		r.mu.Unlock()
 		return snap, nil
 	}
+	if run, ok := r.recent[id]; ok {
+		snap := run.clone()
+		r.mu.Unlock()
+		return snap, nil
+	}
 	r.mu.Unlock()
 	return r.store.Get(ctx, id)
 }
@@ -458,6 +471,12 @@ func (r *Runner) execute(t *task) {
 		delete(r.locks, t.lock)
 	}
 	delete(r.active, t.run.ID)
+	r.recent[snap.ID] = snap.clone()
+	r.recentFIFO = append(r.recentFIFO, snap.ID)
+	if len(r.recentFIFO) > keepRecent {
+		delete(r.recent, r.recentFIFO[0])
+		r.recentFIFO = r.recentFIFO[1:]
+	}
 	r.notify(t)
 	r.mu.Unlock()
 	r.kick()
@@ -476,6 +495,11 @@ func (r *Runner) prune(job string) {
 		r.log.Error("prune runs", "job", job, "err", err)
 		return
 	}
+	r.mu.Lock()
+	for _, id := range ids {
+		delete(r.recent, id) // its place in recentFIFO goes in time
+	}
+	r.mu.Unlock()
 	for _, id := range ids {
 		if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.log.Error("remove pruned log", "run_id", id, "err", err)

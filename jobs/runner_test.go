@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -451,6 +452,13 @@ func TestRetentionPrunesRunsAndLogs(t *testing.T) {
 	}
 	if _, err := os.Stat(r.LogPath(ids[0])); !os.IsNotExist(err) {
 		t.Errorf("log of pruned run remains: %v", err)
+	}
+	// Finished runs are kept at hand, but not past their pruning.
+	for i, id := range ids {
+		_, err := r.Get(context.Background(), id)
+		if kept := i >= 2; kept != (err == nil) || (!kept && !errors.Is(err, ErrNotFound)) {
+			t.Errorf("run #%d: get: %v", id, err)
+		}
 	}
 }
 

@@ -42,6 +42,10 @@ CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 `
 
+// maxConns bounds the database connections: SQLite in WAL mode reads in
+// parallel and writes one at a time.
+const maxConns = 8
+
 // OpenStore opens (creating if needed) the database at path.
 func OpenStore(ctx context.Context, path string) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
@@ -49,6 +53,11 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	// Connections are kept rather than opened per query (opening one parses
+	// the schema): a burst of readers, such as every viewer of a run
+	// fetching it as it ends, queues for a few instead of opening hundreds.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create schema in %s: %w", path, err)

@@ -20,6 +20,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -556,6 +557,7 @@ func (f *follower) readAhead(b *Batch, size int) bool {
 		return false
 	}
 	had := len(b.Lines)
+	b.Lines = slices.Grow(b.Lines, min(bytes.Count(buf[:n], []byte{'\n'}), maxBatchLines-had))
 	for data := buf[:n]; len(b.Lines) < maxBatchLines; {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
