@@ -96,10 +96,13 @@ const stallCheck = 250 * time.Millisecond
 
 // While a job writes faster than the tail hands over lines, the follower
 // reads the file directly every aheadPoll, until it has found nothing new
-// aheadQuiet times in a row.
+// aheadQuiet times in a row, or once if the tail is less than aheadNear
+// behind: then catching up costs the tail little, and its notice of the
+// next write comes sooner than the next poll.
 const (
 	aheadPoll  = time.Millisecond
 	aheadQuiet = 10
+	aheadNear  = 64 << 10
 )
 
 // maxEnded bounds how many finished logs the hub remembers.
@@ -454,7 +457,7 @@ func (f *follower) run() {
 			if f.readAhead(b, 0) {
 				f.publish(b)
 				idle = 0
-			} else if idle++; idle >= aheadQuiet {
+			} else if idle++; idle >= aheadQuiet || f.committed-f.tailAt < aheadNear {
 				f.ahead = false
 			}
 			poll.Reset(aheadPoll)
