@@ -150,9 +150,9 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			if b == nil {
 				break
 			}
-			if b.shared && b.End-b.Start >= 16<<10 {
-				// A big live batch goes out from its shared encoding, not
-				// copied for each viewer.
+			if b.shared && b.End-b.Start > directMax {
+				// A live batch too big for the follower to write goes out
+				// from its shared encoding, not copied for each viewer.
 				if err := write(); err != nil {
 					return err
 				}
