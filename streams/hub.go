@@ -319,7 +319,7 @@ type follower struct {
 
 	mu        sync.Mutex
 	subs      map[*subscription]struct{}
-	committed int64 // end of the last line published
+	committed int64 // end of the last line published; written (locked) and read (not) only by run
 	final     int64 // -1 until the run has finished
 }
 
@@ -454,7 +454,7 @@ func (f *follower) run() {
 		case <-f.finishC:
 		case <-polled:
 			b := &Batch{Start: f.committed, End: f.committed, shared: true}
-			if f.readAhead(b, 0) {
+			if f.readAhead(b) {
 				f.publish(b)
 				idle = 0
 			} else if idle++; idle >= aheadQuiet || f.committed-f.tailAt < aheadNear {
@@ -488,10 +488,7 @@ func (f *follower) run() {
 // than a line per hand-off. The tail's own copies of those lines are then
 // skipped by their offsets.
 func (f *follower) collect(first *tail.Line) {
-	f.mu.Lock()
-	start := f.committed
-	f.mu.Unlock()
-	b := &Batch{Start: start, End: start, shared: true}
+	b := &Batch{Start: f.committed, End: f.committed, shared: true}
 	size := 0
 	add := func(l *tail.Line) {
 		if l.Err != nil {
@@ -536,16 +533,16 @@ func (f *follower) collect(first *tail.Line) {
 		break
 	}
 	if len(b.Lines) < maxBatchLines && size < maxBatchBytes {
-		f.ahead = f.readAhead(b, size)
+		f.ahead = f.readAhead(b)
 	}
 	f.publish(b)
 }
 
 // readAhead adds to b the whole lines the file holds beyond it, up to the
-// batch limits; b already holds size bytes. It reports whether it found
-// any. The file is read into the follower's scratch buffer and b is sealed,
-// so a fast job costs one allocation per batch: its event.
-func (f *follower) readAhead(b *Batch, size int) bool {
+// batch limits, and reports whether it found any. The file is read into the
+// follower's scratch buffer and b is sealed, so a fast job costs one
+// allocation per batch: its event.
+func (f *follower) readAhead(b *Batch) bool {
 	st, err := f.file.Stat()
 	if err != nil || st.Size() <= b.End {
 		return false
@@ -553,7 +550,7 @@ func (f *follower) readAhead(b *Batch, size int) bool {
 	if f.scratch == nil {
 		f.scratch = make([]byte, maxBatchBytes)
 	}
-	buf := f.scratch[:min(st.Size()-b.End, int64(maxBatchBytes-size))]
+	buf := f.scratch[:min(st.Size()-b.End, maxBatchBytes-(b.End-b.Start))]
 	n, err := f.file.ReadAt(buf, b.End)
 	if err != nil && !errors.Is(err, io.EOF) {
 		f.h.log.Warn("log follower: read ahead", "key", f.key, "err", err)
