@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // epollViewers is the load generator's side of a fan-out measurement: n
@@ -136,6 +137,18 @@ func (v *epollViewers) run(onLine func(viewer int, line []byte)) {
 			scan(i)
 		}
 	}
+}
+
+// latencies reads until every viewer has ended and returns, for every log
+// line every viewer received, the time since the line's timestamp.
+func (v *epollViewers) latencies() []time.Duration {
+	var lat []time.Duration
+	v.run(func(_ int, l []byte) {
+		if ts := lineTime(l); ts > 0 {
+			lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
+		}
+	})
+	return lat
 }
 
 func (v *epollViewers) close() {

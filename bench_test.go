@@ -331,12 +331,7 @@ func baselineFanout(b *testing.B, n, count int) (p50, p99 time.Duration) {
 			c.Close()
 		}
 	}()
-	lat := make([]time.Duration, 0, n*count)
-	views.run(func(_ int, l []byte) {
-		if ts := lineTime(l); ts > 0 {
-			lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
-		}
-	})
+	lat := views.latencies()
 	if len(lat) != n*count {
 		b.Fatalf("bare fan-out: %d viewers got %d lines, want %d", n, len(lat), n*count)
 	}
@@ -521,14 +516,9 @@ func BenchmarkLoad(b *testing.B) {
 		// received live.
 		run := s.trigger(b, "print", map[string]string{"SPEC": "200,1000", "GATED": "1"})
 		views := dialViewers(b, strings.TrimPrefix(s.url, "http://"), fmt.Sprintf("/api/runs/%d/events", run), n)
-		lat := make([]time.Duration, 0, n*1000)
 		cpu0, self0, t0 := s.cpu(b), selfCPU(), time.Now()
 		s.release(run)
-		views.run(func(_ int, l []byte) {
-			if ts := lineTime(l); ts > 0 {
-				lat = append(lat, time.Duration(time.Now().UnixNano()-ts))
-			}
-		})
+		lat := views.latencies()
 		views.close()
 		wall := time.Since(t0)
 		if len(lat) != n*1000 {
