@@ -83,14 +83,10 @@ func (s *testServer) release(id int64) {
 	}
 }
 
-// do sends a request and returns status, headers and body.
-func (s *testServer) do(method, path string, body string, hdr ...string) (int, http.Header, []byte) {
+// send makes a request, with headers given as name, value pairs.
+func (s *testServer) send(ctx context.Context, method, path string, body io.Reader, hdr ...string) *http.Response {
 	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -101,6 +97,17 @@ func (s *testServer) do(method, path string, body string, hdr ...string) (int, h
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	return resp
+}
+
+// do sends a request and returns status, headers and body.
+func (s *testServer) do(method, path string, body string, hdr ...string) (int, http.Header, []byte) {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	resp := s.send(context.Background(), method, path, rd, hdr...)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -172,14 +179,7 @@ func (s *testServer) events(path string, n int, hdr ...string) sseResult {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+path, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	resp := s.send(ctx, "GET", path, nil, hdr...)
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
