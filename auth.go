@@ -33,16 +33,45 @@ func changesState(r *http.Request) bool {
 }
 
 // sameOrigin refuses what a browser sends on behalf of another site; tools
-// like curl send neither header and pass.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin" || site == "none"
+// like curl send neither header and pass. An Origin must be this site
+// exactly: same scheme and host ("null", sent from sandboxed frames and
+// data: URLs, is never this site).
+func (s *server) sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
-		u, err := url.Parse(origin)
-		return err == nil && u.Host == r.Host
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
 	}
-	return true
+	if s.publicOrigin != "" && origin == s.publicOrigin {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.Path != "" || !strings.EqualFold(u.Host, r.Host) {
+		return false
+	}
+	return u.Scheme == s.requestScheme(r)
+}
+
+// requestScheme is the scheme the client used: https when TLS ends here, or
+// when a listed proxy that ended it says so.
+func (s *server) requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if len(s.trustedProxies) > 0 && r.Header.Get("X-Forwarded-Proto") == "https" {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if ip := net.ParseIP(host); ip != nil {
+				for _, n := range s.trustedProxies {
+					if n.Contains(ip) {
+						return "https"
+					}
+				}
+			}
+		}
+	}
+	return "http"
 }
 
 // public paths need no sign-in.
@@ -55,7 +84,7 @@ func public(path string) bool {
 func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if changesState(r) && !sameOrigin(r) {
+		if changesState(r) && !s.sameOrigin(r) {
 			return errCrossSite
 		}
 		if s.policy.Open() {
@@ -128,9 +157,17 @@ func (s *server) showSignIn(c echo.Context) error {
 	return render(c, http.StatusOK, views.SignInPage(views.SignIn{Next: safeNext(c.QueryParam("next")), Session: s.session(c)}))
 }
 
-// safeNext keeps a redirect on this site.
+// safeNext keeps a redirect on this site: a path, never a scheme or host.
+// Browsers drop tabs and newlines from URLs and read a backslash as a
+// slash, so "/\t/evil.example" would be "//evil.example": any control
+// character or backslash sends the user home instead.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) {
+	if next == "" || next[0] != '/' || strings.ContainsRune(next, '\\') ||
+		strings.IndexFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(u.Path, "//") || strings.HasPrefix(next, "//") {
 		return "/"
 	}
 	return next

@@ -90,7 +90,14 @@ func (s *testServer) send(ctx context.Context, method, path string, body io.Read
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json") // as the CLI sends it; hdr may say otherwise
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
+			req.Host = hdr[i+1] // net/http sends req.Host, not the header
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -221,6 +228,18 @@ func linesOf(data []byte) []string {
 }
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as shiplog itself, so tests can run the
+	// real program as a child process and kill it (see startChild).
+	if v := os.Getenv("SHIPLOG_TEST_MAIN"); v != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(v), &args); err != nil {
+			panic(err)
+		}
+		os.Unsetenv("SHIPLOG_TEST_MAIN")
+		os.Args = append([]string{"shiplog"}, args...)
+		main()
+		os.Exit(0)
+	}
 	// Runs started by tests must not see a server's SHIPLOG_* settings.
 	for _, k := range []string{"SHIPLOG_SERVER", "SHIPLOG_CONFIG", "SHIPLOG_DATA", "SHIPLOG_ADDR", "SHIPLOG_TOKEN"} {
 		os.Unsetenv(k)

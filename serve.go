@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -35,7 +37,16 @@ type Config struct {
 	// headers before its connection is closed; 10s if zero.
 	HeaderTimeout time.Duration
 	Limits        Limits
-	TLSCert       string // with TLSKey: serve HTTPS (and HTTP/2)
+	// PublicURL is the address people reach the server by, behind a proxy
+	// or under a DNS name; its host is accepted in Host and Origin.
+	PublicURL string
+	// AllowedHosts are more names the server answers to ("*.example.com"
+	// for a domain); loopback names and the listen address always work.
+	AllowedHosts []string
+	// TrustedProxies are the only peers whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed.
+	TrustedProxies []*net.IPNet
+	TLSCert        string // with TLSKey: serve HTTPS (and HTTP/2)
 	TLSKey        string
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
@@ -65,6 +76,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Limits.TriggersPerMinute, "max-triggers-per-minute", 60, "runs a token or address may start per minute, in bursts of as many (0: no limit)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr("SHIPLOG_TLS_CERT", ""), "certificate file (PEM): serve HTTPS with HTTP/2 (env SHIPLOG_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", envOr("SHIPLOG_TLS_KEY", ""), "private key file (PEM) for --tls-cert (env SHIPLOG_TLS_KEY)")
+	fs.StringVar(&cfg.PublicURL, "public-url", envOr("SHIPLOG_PUBLIC_URL", ""), "the URL people reach shiplog by, e.g. https://deploy.example.com (env SHIPLOG_PUBLIC_URL)")
+	allowed := fs.String("allowed-hosts", envOr("SHIPLOG_ALLOWED_HOSTS", ""), "more host names to answer to, comma-separated; *.example.com for a domain (env SHIPLOG_ALLOWED_HOSTS)")
+	proxies := fs.String("trusted-proxies", envOr("SHIPLOG_TRUSTED_PROXIES", ""), "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated (env SHIPLOG_TRUSTED_PROXIES)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
@@ -76,6 +90,15 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	})
 	if os.Getenv("SHIPLOG_CONFIG") != "" {
 		cfg.configSet = true
+	}
+	for _, h := range strings.Split(*allowed, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
+		}
+	}
+	var err error
+	if cfg.TrustedProxies, err = parseCIDRs(*proxies); err != nil {
+		return cfg, &exitError{code: exitUsage, msg: err.Error()}
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, &exitError{code: exitUsage, msg: "--tls-cert and --tls-key go together"}
@@ -127,6 +150,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		}
 		log.Warn("serving without tokens on a network address (--insecure): anyone who can reach it can run jobs", "addr", addr)
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	logDir := filepath.Join(cfg.DataDir, "logs")
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -161,6 +189,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	srv := newServer(runner, hub, policy, sessions, log)
 	srv.limits = cfg.Limits
+	srv.trustedProxies = cfg.TrustedProxies
+	if srv.hosts, err = newHostPolicy(ln.Addr().String(), cfg.PublicURL, cfg.AllowedHosts); err != nil {
+		return err
+	}
+	if cfg.PublicURL != "" {
+		u, _ := url.Parse(cfg.PublicURL) // checked by newHostPolicy
+		srv.publicOrigin = u.Scheme + "://" + u.Host
+	}
 	srv.durations = durations
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,6 +33,10 @@ type server struct {
 	streamsWG     sync.WaitGroup // event streams: they outlive net/http's tracking once they take their connection over
 	linesStreamed atomic.Int64
 	durations     *durations
+
+	hosts          *hostPolicy  // nil: any Host (tests that build a server by hand)
+	publicOrigin   string       // scheme://host of --public-url, if given
+	trustedProxies []*net.IPNet // X-Forwarded-For and -Proto are read only from these
 }
 
 func newServer(runner *jobs.Runner, hub *streams.Hub, policy *access.Policy, sessions *access.Sessions, log *slog.Logger) *server {
@@ -43,7 +48,10 @@ func (s *server) routes() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = ipExtractor(s.trustedProxies)
 	e.Use(middleware.Recover())
+	e.Use(securityHeaders)
+	e.Use(s.checkHost)
 	e.Use(s.authenticate)
 
 	e.GET("/healthz", s.getHealth)
@@ -52,13 +60,14 @@ func (s *server) routes() http.Handler {
 	// Per route, not on the group: group middleware makes echo answer 404
 	// where 405 is right.
 	limit := middleware.BodyLimit("64K")
+	json := []echo.MiddlewareFunc{limit, requireJSON}
 	api := e.Group("/api")
 	api.GET("/jobs", s.listJobs)
-	api.POST("/jobs/:job/runs", s.createRun, limit)
+	api.POST("/jobs/:job/runs", s.createRun, json...)
 	api.GET("/runs", s.listRuns)
 	api.GET("/runs/:id", s.getRun)
-	api.POST("/runs/:id/cancel", s.cancelRun, limit)
-	api.POST("/runs/:id/rerun", s.rerunRun, limit)
+	api.POST("/runs/:id/cancel", s.cancelRun, json...)
+	api.POST("/runs/:id/rerun", s.rerunRun, json...)
 	api.GET("/runs/:id/events", s.streamRunEvents)
 	api.GET("/runs/:id/log", s.getRunLog)
 	api.GET("/runs/:id/search", s.searchRunLog)

@@ -54,7 +54,7 @@
       if (typeof fg === 'number') cls.push('f' + fg); else if (fg) css.push('color:' + fg);
       if (typeof bg === 'number') cls.push('g' + bg); else if (bg) css.push('background:' + bg);
       if (!cls.length && !css.length) return '';
-      return `<span${cls.length ? ` class="${cls.join(' ')}"` : ''}${css.length ? ` style="${css.join(';')}"` : ''}>`;
+      return `<span${cls.length ? ` class="${cls.join(' ')}"` : ''}${css.length ? ` data-c="${css.join(';')}"` : ''}>`;
     };
     let span = '';
     const text = (t) => { if (t) out += span ? span + esc(t) + '</span>' : esc(t); };
@@ -526,6 +526,9 @@
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
       this.rows.innerHTML = html;
+      // Colours beyond the palette go through the CSSOM: the Content-
+      // Security-Policy refuses style attributes in markup.
+      for (const el of this.rows.querySelectorAll('[data-c]')) el.style.cssText = el.dataset.c;
       const last = this.first - 1 + this.lines.length;
       const windowed = this.first > 1 || this.detached;
       this.earlier.hidden = !windowed;

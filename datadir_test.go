@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// child is shiplog running as a separate process (the test binary, see
+// TestMain), so a test can kill it as an operator or a crash would.
+type child struct {
+	cmd *exec.Cmd
+	URL string
+}
+
+// startChild runs `shiplog serve` with args in a child process and waits
+// until it says it is serving.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	enc, _ := json.Marshal(append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...))
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_MAIN="+string(enc))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if l := sc.Text(); strings.Contains(l, "shiplog is serving") {
+				for _, f := range strings.Fields(l) {
+					if u, ok := strings.CutPrefix(f, "url="); ok {
+						urls <- u
+					}
+				}
+			}
+		}
+		close(urls)
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case u, ok := <-urls:
+		if !ok {
+			t.Fatal("child shiplog exited before serving")
+		}
+		return &child{cmd: cmd, URL: u}
+	case <-time.After(deadline):
+		t.Fatal("child shiplog did not start")
+	}
+	return nil
+}
+
+// kill9 kills the child as the kernel's OOM killer or an operator would.
+func (c *child) kill9(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+}
+
+func TestSecondServerOnDataDirIsRefused(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  gate:
+    env: {GATE: $$GATE}
+    run: |`+gateScript)
+	run := s.trigger("gate", nil)
+	s.waitRun(run.ID, isWaiting)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	err = serve(ctx, Config{ConfigPath: filepath.Join(filepath.Dir(s.Data), "shiplog.yaml"), configSet: true,
+		DataDir: s.Data, LogLevel: 8, ShutdownGrace: time.Second, Listener: ln}, io.Discard)
+	if !errors.Is(err, errDataDirInUse) {
+		t.Fatalf("second server on the same data dir: got %v, want it refused", err)
+	}
+	if !strings.Contains(err.Error(), "process "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("the refusal should name the holder's PID %d: %v", os.Getpid(), err)
+	}
+	// The first server's run went on untouched.
+	s.release(run.ID)
+	if got := s.waitRun(run.ID, isFinished); got.State != "succeeded" {
+		t.Errorf("first server's run: %s, want succeeded", got.State)
+	}
+}
+
+func TestKilledServerDoesNotBlockRestart(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	c := startChild(t, "--data", data)
+	if _, err := lockDataDir(data); !errors.Is(err, errDataDirInUse) {
+		t.Fatalf("while the child serves, the lock should be held: %v", err)
+	}
+	c.kill9(t)
+	unlock, err := lockDataDir(data)
+	if err != nil {
+		t.Fatalf("after kill -9 the data dir should be free: %v", err)
+	}
+	unlock()
+	startChild(t, "--data", data) // and a real restart serves
+}
