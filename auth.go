@@ -102,7 +102,7 @@ func (s *server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		if ck, err := r.Cookie(sessionCookie); err == nil {
-			if name, ok := s.sessions.Verify(ck.Value, time.Now()); ok {
+			if name, ok := s.sessions.Verify(ck.Value, time.Now(), s.policy.Fingerprint); ok {
 				if p, ok := s.policy.Lookup(name); ok {
 					if changesState(r) && !s.sessions.CheckCSRF(ck.Value, csrfToken(c)) {
 						return errCSRF
@@ -182,8 +182,9 @@ func (s *server) signIn(c echo.Context) error {
 	if !ok {
 		return render(c, http.StatusUnauthorized, views.SignInPage(views.SignIn{Next: next, Error: "That token is not valid.", Session: s.session(c)}))
 	}
+	fingerprint, _ := s.policy.Fingerprint(p.Name)
 	c.SetCookie(&http.Cookie{
-		Name: sessionCookie, Value: s.sessions.Issue(p.Name, time.Now()), Path: "/",
+		Name: sessionCookie, Value: s.sessions.Issue(p.Name, fingerprint, time.Now()), Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Request().TLS != nil,
 		MaxAge: int(sessionTTL.Seconds()),
 	})
@@ -191,6 +192,13 @@ func (s *server) signIn(c echo.Context) error {
 }
 
 func (s *server) signOut(c echo.Context) error {
+	// The session ends on the server, not only in this browser: a copied
+	// cookie is worthless after sign-out.
+	if sess, ok := c.Get("session").(string); ok {
+		if err := s.sessions.Revoke(sess, time.Now(), s.policy.Fingerprint); err != nil {
+			return err
+		}
+	}
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	return c.Redirect(http.StatusSeeOther, "/signin")
 }

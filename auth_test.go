@@ -145,10 +145,20 @@ func TestSignInSessionAndCSRF(t *testing.T) {
 	if !strings.Contains(string(body), "alice") {
 		t.Error("triggered_by is not the signed-in name")
 	}
-	// Sign out ends the session.
+	// Sign out ends the session on the server: a copy of the cookie taken
+	// before is worthless after.
+	stolen := jar.Cookies(u)[0].Value
 	post("/signout", url.Values{"_csrf": {m[1]}})
 	if resp, _ := get("/jobs/quick"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("after sign out: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	code, _, _ := s.do("GET", "/api/runs", "", "Cookie", sessionCookie+"="+stolen)
+	if code != http.StatusUnauthorized {
+		t.Errorf("the signed-out cookie still reads: %d", code)
+	}
+	code, _, _ = s.do("POST", "/api/jobs/quick/runs", "{}", "Cookie", sessionCookie+"="+stolen, "X-CSRF-Token", m[1])
+	if code != http.StatusUnauthorized {
+		t.Errorf("the signed-out cookie still deploys: %d", code)
 	}
 }
 

@@ -8,9 +8,9 @@ require (
 	github.com/chromedp/chromedp v0.16.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/nxadm/tail v1.4.11
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sync v0.24.0
 	golang.org/x/time v0.15.0
-	gopkg.in/yaml.v3 v3.0.1
 	modernc.org/sqlite v1.62.0
 )
 

@@ -11,8 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,7 +47,7 @@ type Config struct {
 	// X-Forwarded-Proto are believed.
 	TrustedProxies []*net.IPNet
 	TLSCert        string // with TLSKey: serve HTTPS (and HTTP/2)
-	TLSKey        string
+	TLSKey         string
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.

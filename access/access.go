@@ -15,9 +15,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Role is what a token may do; each role includes the ones before it.
@@ -110,6 +111,17 @@ func (p *Policy) Lookup(name string) (*Principal, bool) {
 	return nil, false
 }
 
+// Fingerprint identifies the current secret of the token name: sessions
+// carry it, so a session ends when its token is removed or rotated.
+func (p *Policy) Fingerprint(name string) (string, bool) {
+	for _, t := range p.tokens {
+		if t.Name == name {
+			return hex.EncodeToString(t.hash[:8]), true
+		}
+	}
+	return "", false
+}
+
 // ErrConfig marks an invalid auth section.
 var ErrConfig = errors.New("invalid auth config")
 
@@ -160,6 +172,11 @@ func ParsePolicy(name string, data []byte, knownJob func(string) bool) (*Policy,
 		}
 		tok := Token{Name: t.Name, Role: role, Jobs: t.Jobs}
 		copy(tok.hash[:], raw)
+		for _, other := range p.tokens {
+			if other.hash == tok.hash {
+				return nil, fail("hash", "is the same as token %q's: one secret would be two people", other.Name)
+			}
+		}
 		p.tokens = append(p.tokens, tok)
 	}
 	return p, nil
@@ -178,13 +195,19 @@ func NewToken(name string, role Role) (secret, line string, err error) {
 }
 
 // Sessions signs browser session cookies and CSRF tokens with a key kept in
-// the data directory, so sessions survive restarts.
+// the data directory, so sessions survive restarts. A session names its
+// token and that token's fingerprint, and has an ID that sign-out revokes.
 type Sessions struct {
-	key []byte
-	ttl time.Duration
+	key         []byte
+	ttl         time.Duration
+	revokedPath string
+
+	mu      sync.Mutex
+	revoked map[string]int64 // session ID → its expiry (Unix s), kept until then
 }
 
-// LoadSessions reads the key at path, creating it on first use.
+// LoadSessions reads the key at path, creating it on first use, and the
+// list of revoked sessions beside it.
 func LoadSessions(path string, ttl time.Duration) (*Sessions, error) {
 	key, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -201,7 +224,41 @@ func LoadSessions(path string, ttl time.Duration) (*Sessions, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("session key %s is too short", path)
 	}
-	return &Sessions{key: key, ttl: ttl}, nil
+	s := &Sessions{key: key, ttl: ttl, revokedPath: path + ".revoked", revoked: map[string]int64{}}
+	if err := s.loadRevoked(time.Now()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// maxRevoked bounds the revocation list: sign-outs past it (within one
+// session lifetime) are refused rather than forgotten.
+const maxRevoked = 100_000
+
+// loadRevoked reads the revoked sessions not yet expired, and rewrites the
+// file without the expired ones.
+func (s *Sessions) loadRevoked(now time.Time) error {
+	data, err := os.ReadFile(s.revokedPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read revoked sessions: %w", err)
+	}
+	var keep strings.Builder
+	for _, line := range strings.Split(string(data), "\n") {
+		id, expS, ok := strings.Cut(line, " ")
+		exp, err := strconv.ParseInt(expS, 10, 64)
+		if !ok || err != nil || exp < now.Unix() || len(s.revoked) >= maxRevoked {
+			continue
+		}
+		s.revoked[id] = exp
+		keep.WriteString(line + "\n")
+	}
+	if err := os.WriteFile(s.revokedPath, []byte(keep.String()), 0o600); err != nil {
+		return fmt.Errorf("write revoked sessions: %w", err)
+	}
+	return nil
 }
 
 func (s *Sessions) mac(parts ...string) string {
@@ -210,31 +267,89 @@ func (s *Sessions) mac(parts ...string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// Issue returns a session cookie value for name.
-func (s *Sessions) Issue(name string, now time.Time) string {
+// Issue returns a session cookie value for name, bound to fingerprint (see
+// Policy.Fingerprint).
+func (s *Sessions) Issue(name, fingerprint string, now time.Time) string {
 	exp := strconv.FormatInt(now.Add(s.ttl).Unix(), 10)
-	return base64.RawURLEncoding.EncodeToString([]byte(name)) + "." + exp + "." + s.mac("session", name, exp)
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	id := base64.RawURLEncoding.EncodeToString(b)
+	return base64.RawURLEncoding.EncodeToString([]byte(name)) + "." + exp + "." + id + "." + s.mac("session", name, exp, id, fingerprint)
 }
 
-// Verify returns the name in a session cookie value that is genuine and
-// unexpired.
-func (s *Sessions) Verify(v string, now time.Time) (string, bool) {
+// parse checks a session cookie value's signature against the current
+// fingerprint of the token it names.
+func (s *Sessions) parse(v string, fingerprint func(name string) (string, bool)) (name, id string, exp int64, ok bool) {
 	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
-		return "", false
+	if len(parts) != 4 {
+		return "", "", 0, false
 	}
-	name, err := base64.RawURLEncoding.DecodeString(parts[0])
+	raw, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
+		return "", "", 0, false
+	}
+	fp, found := fingerprint(string(raw))
+	if !found || !hmac.Equal([]byte(parts[3]), []byte(s.mac("session", string(raw), parts[1], parts[2], fp))) {
+		return "", "", 0, false
+	}
+	exp, err = strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return "", "", 0, false
+	}
+	return string(raw), parts[2], exp, true
+}
+
+// Verify returns the name in a session cookie value that is genuine,
+// unexpired, not revoked, and issued for its token's current secret.
+func (s *Sessions) Verify(v string, now time.Time, fingerprint func(name string) (string, bool)) (string, bool) {
+	name, id, exp, ok := s.parse(v, fingerprint)
+	if !ok || now.Unix() > exp {
 		return "", false
 	}
-	if !hmac.Equal([]byte(parts[2]), []byte(s.mac("session", string(name), parts[1]))) {
+	s.mu.Lock()
+	_, revoked := s.revoked[id]
+	s.mu.Unlock()
+	if revoked {
 		return "", false
 	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || now.Unix() > exp {
-		return "", false
+	return name, true
+}
+
+// ErrTooManyRevoked is returned by Revoke when the list is full.
+var ErrTooManyRevoked = errors.New("too many sessions signed out lately")
+
+// Revoke ends a genuine session for good (sign-out), on disk so a restart
+// does not bring it back.
+func (s *Sessions) Revoke(v string, now time.Time, fingerprint func(name string) (string, bool)) error {
+	_, id, exp, ok := s.parse(v, fingerprint)
+	if !ok || now.Unix() > exp {
+		return nil // not a live session: nothing to end
 	}
-	return string(name), true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, done := s.revoked[id]; done {
+		return nil
+	}
+	if len(s.revoked) >= maxRevoked {
+		for k, e := range s.revoked {
+			if e < now.Unix() {
+				delete(s.revoked, k)
+			}
+		}
+		if len(s.revoked) >= maxRevoked {
+			return ErrTooManyRevoked
+		}
+	}
+	f, err := os.OpenFile(s.revokedPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s %d\n", id, exp); err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	s.revoked[id] = exp
+	return nil
 }
 
 // CSRF returns the CSRF token bound to a session cookie value.
