@@ -28,8 +28,15 @@ type child struct {
 // until it says it is serving.
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startChildWith(t, []string{os.Args[0]}, args...)
+}
+
+// startChildWith is startChild through a wrapper command (prlimit, say)
+// whose last word is the test binary.
+func startChildWith(t *testing.T, argv []string, args ...string) *child {
+	t.Helper()
 	enc, _ := json.Marshal(append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...))
-	cmd := exec.Command(os.Args[0])
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_MAIN="+string(enc))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

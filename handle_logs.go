@@ -166,7 +166,7 @@ func (s *server) getRunLog(c echo.Context) error {
 	}
 	if stamped {
 		c.Response().WriteHeader(http.StatusOK)
-		if err := streams.WriteStamped(c.Response(), path, 0, end, 1); err != nil {
+		if err := streams.WriteStamped(extendWrites(c.Response()), path, 0, end, 1); err != nil {
 			s.log.Debug("stamped log ended", "run_id", id, "err", err)
 		}
 		return nil
@@ -176,7 +176,7 @@ func (s *server) getRunLog(c echo.Context) error {
 		mod = *run.FinishedAt
 	}
 	// Only whole lines: a line being written is served when it is complete.
-	http.ServeContent(c.Response(), c.Request(), "", mod, io.NewSectionReader(f, 0, end))
+	http.ServeContent(extendWrites(c.Response()), c.Request(), "", mod, io.NewSectionReader(f, 0, end))
 	return nil
 }
 
@@ -188,6 +188,14 @@ func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string
 	wait, err := parseWait(c)
 	if err != nil {
 		return err
+	}
+	if wait > 0 {
+		release, err := s.acquireStream(c) // a waiting poll holds a connection like a stream
+		if err != nil {
+			return err
+		}
+		defer release()
+		writeFor(c, wait+writeTimeout)
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), wait)
 	defer cancel()
@@ -313,7 +321,7 @@ func (s *server) searchRunLog(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("find log end: %w", err)
 	}
-	w := c.Response()
+	w := extendWrites(c.Response())
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)

@@ -265,6 +265,7 @@ func (s *server) getRun(c echo.Context) error {
 	inm := c.Request().Header.Get("If-None-Match")
 	var timeout <-chan time.Time
 	if wait > 0 && inm != "" {
+		writeFor(c, wait+writeTimeout)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C

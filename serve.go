@@ -33,10 +33,16 @@ type Config struct {
 	LogLevel      slog.Level
 	ShutdownGrace time.Duration
 	Insecure      bool // serve without tokens on a non-loopback address
+	// MaxConnections caps open client connections; 0: what the open-file
+	// limit allows after a reserve for the runner.
+	MaxConnections int
 	// HeaderTimeout is how long a client may take to send a request's
 	// headers before its connection is closed; 10s if zero.
 	HeaderTimeout time.Duration
-	Limits        Limits
+	// WriteTimeout bounds writing an ordinary answer (see conns.go);
+	// writeTimeout if zero. Tests shorten it.
+	WriteTimeout time.Duration
+	Limits       Limits
 	// PublicURL is the address people reach the server by, behind a proxy
 	// or under a DNS name; its host is accepted in Host and Origin.
 	PublicURL string
@@ -76,6 +82,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Limits.TriggersPerMinute, "max-triggers-per-minute", 60, "runs a token or address may start per minute, in bursts of as many (0: no limit)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr("SHIPLOG_TLS_CERT", ""), "certificate file (PEM): serve HTTPS with HTTP/2 (env SHIPLOG_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", envOr("SHIPLOG_TLS_KEY", ""), "private key file (PEM) for --tls-cert (env SHIPLOG_TLS_KEY)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", 0, "open client connections at most (0: from the open-file limit, keeping a reserve for jobs)")
 	fs.StringVar(&cfg.PublicURL, "public-url", envOr("SHIPLOG_PUBLIC_URL", ""), "the URL people reach shiplog by, e.g. https://deploy.example.com (env SHIPLOG_PUBLIC_URL)")
 	allowed := fs.String("allowed-hosts", envOr("SHIPLOG_ALLOWED_HOSTS", ""), "more host names to answer to, comma-separated; *.example.com for a domain (env SHIPLOG_ALLOWED_HOSTS)")
 	proxies := fs.String("trusted-proxies", envOr("SHIPLOG_TRUSTED_PROXIES", ""), "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated (env SHIPLOG_TRUSTED_PROXIES)")
@@ -198,9 +205,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		srv.publicOrigin = u.Scheme + "://" + u.Host
 	}
 	srv.durations = durations
+	ln = limitConnections(ln, connectionCap(cfg.MaxConnections, raiseFileLimit()), log)
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
 		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, 10*time.Second),
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      cmp.Or(cfg.WriteTimeout, writeTimeout),
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -31,12 +31,17 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 	e := &eventWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 	conn, _, err := e.rc.Hijack()
 	if err != nil {
-		// HTTP/2 or a writer without Hijack: stay inside net/http.
+		// HTTP/2 or a writer without Hijack: stay inside net/http. The
+		// server's read timeout is for requests, not for a stream's life.
+		_ = e.rc.SetReadDeadline(time.Time{})
 		w.WriteHeader(http.StatusOK)
 		ctx, cancel := context.WithCancel(ctx)
 		return e, ctx, cancel, nil
 	}
 	e.conn = conn
+	// A taken-over connection keeps the deadlines net/http gave the
+	// request; the read one would end the stream after the read timeout.
+	_ = conn.SetReadDeadline(time.Time{})
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			e.raw = raw
