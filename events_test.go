@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -262,7 +264,8 @@ func TestSearchWholeLog(t *testing.T) {
 	if m, sum, _ := search("q=line&limit=4"); len(m) != 4 || sum["truncated"] != true {
 		t.Errorf("limit: %d %v", len(m), sum)
 	}
-	for _, bad := range []string{"q=" + url.QueryEscape("re:("), "q=", "q=x&limit=0"} {
+	for _, bad := range []string{"q=" + url.QueryEscape("re:("), "q=", "q=x&limit=0", "q=%C3", "q=%C3&case=1", "q=re:%C3",
+		"q=" + url.QueryEscape("re:(?:(?:.?){100}){10}Q")} {
 		if _, _, code := search(bad); code != 400 {
 			t.Errorf("%s: %d", bad, code)
 		}
@@ -442,5 +445,67 @@ jobs:
 	}
 	if want != n+1 {
 		t.Fatalf("the stuck viewer got %d lines, want %d", want-1, n)
+	}
+}
+
+// metric reads one value from /metrics ("?" if absent).
+func (s *testServer) metric(name string) string {
+	s.t.Helper()
+	_, _, body := s.do("GET", "/metrics", "")
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+// A search costs CPU: a client gets two at a time, each stops soon after
+// its client leaves, and none runs past its budget.
+func TestSearchesAreBoundedPerClientInTimeAndOnLeaving(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  wide:
+    run: |
+      s=$(head -c 30000 /dev/zero | tr '\0' a)
+      i=0; while [ $i -lt 300 ]; do echo "$s"; i=$((i+1)); done
+`, func(c *Config) { c.SearchBudget = 2 * time.Second })
+	run := s.trigger("wide", nil)
+	s.waitRun(run.ID, isFinished)
+	// About 20 ms a line here: seconds for the whole log.
+	path := fmt.Sprintf("/api/runs/%d/search?q=%s", run.ID, url.QueryEscape("re:(?:.?){50}Q"))
+
+	var cancels []context.CancelFunc
+	done := make(chan struct{}, 2)
+	for range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+path, nil)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	waitFor(t, "two searches to run", func() bool { return s.metric("shiplog_active_searches") == "2" }, deadline)
+	if code, _, body := s.do("GET", path, ""); code != http.StatusTooManyRequests {
+		t.Errorf("a third search from the same client: %d %s", code, body)
+	}
+	for _, c := range cancels {
+		c()
+	}
+	<-done
+	<-done
+	// Each stops at its next line, not at the end of the log.
+	waitFor(t, "the searches to stop once their client left", func() bool { return s.metric("shiplog_active_searches") == "0" }, time.Second)
+
+	// One left to run ends at its budget with what it found, marked so.
+	code, _, body := s.do("GET", path, "")
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	var sum map[string]any
+	if code != 200 || json.Unmarshal([]byte(lines[len(lines)-1]), &sum) != nil || sum["timed_out"] != true || sum["done"] != true {
+		t.Errorf("search past its budget: %d %s", code, body)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -297,6 +298,9 @@ func (s *server) getLineTimes(c echo.Context) error {
 // maxSearchMatches bounds one search's answer.
 const maxSearchMatches = 10000
 
+// searchBudget is the time one search may take.
+const searchBudget = 10 * time.Second
+
 // searchRunLog streams the lines of a run's log matching ?q (plain text,
 // or re:expression; ?case=1 to match case) as JSON lines, then a summary.
 func (s *server) searchRunLog(c echo.Context) error {
@@ -321,6 +325,17 @@ func (s *server) searchRunLog(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("find log end: %w", err)
 	}
+	release, err := s.acquireSearch(c)
+	if err != nil {
+		return err
+	}
+	defer release()
+	s.activeSearches.Add(1)
+	defer s.activeSearches.Add(-1)
+	// The budget bounds what one search may cost; what it found by then is
+	// answered, marked timed out.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), cmp.Or(s.searchBudget, searchBudget))
+	defer cancel()
 	w := extendWrites(c.Response())
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -328,15 +343,21 @@ func (s *server) searchRunLog(c echo.Context) error {
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	start := time.Now()
-	n, truncated, err := streams.Search(c.Request().Context(), path, end, q, limit, func(m streams.Match) error {
+	n, truncated, err := streams.Search(ctx, path, end, q, limit, func(m streams.Match) error {
 		if err := enc.Encode(m); err != nil {
 			return err
 		}
 		return rc.Flush()
 	})
-	if err != nil {
+	timedOut := errors.Is(err, context.DeadlineExceeded) && c.Request().Context().Err() == nil
+	if err != nil && !timedOut {
 		s.log.Debug("search ended", "run_id", id, "err", err)
 		return nil
 	}
-	return enc.Encode(map[string]any{"done": true, "matches": n, "truncated": truncated, "searched_bytes": end, "ms": time.Since(start).Milliseconds()})
+	summary := map[string]any{"done": true, "matches": n, "truncated": truncated, "searched_bytes": end, "ms": time.Since(start).Milliseconds()}
+	if timedOut {
+		summary["timed_out"] = true
+		summary["truncated"] = true
+	}
+	return enc.Encode(summary)
 }

@@ -34,24 +34,24 @@ func tooMany(c echo.Context, after time.Duration, msg string) error {
 	return &apiError{status: http.StatusTooManyRequests, msg: msg}
 }
 
-// streamSlots counts open streams.
-type streamSlots struct {
+// slots counts what clients hold open (streams, searches), in total and
+// per client.
+type slots struct {
 	mu        sync.Mutex
 	total     int
 	perClient map[string]int
 }
 
-// acquire takes a slot for client, or says why not.
-func (s *server) acquireStream(c echo.Context) (release func(), err error) {
-	l, sl := s.limits, &s.streams
-	key := clientKey(c)
+// take holds a slot for key unless a cap (0: none) is reached; full says
+// which: "total" or "client".
+func (sl *slots) take(key string, total, perClient int) (release func(), full string) {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if l.Streams > 0 && sl.total >= l.Streams {
-		return nil, tooMany(c, 5*time.Second, "too many open streams on this server; try again shortly")
+	if total > 0 && sl.total >= total {
+		return nil, "total"
 	}
-	if l.StreamsPerClient > 0 && sl.perClient[key] >= l.StreamsPerClient {
-		return nil, tooMany(c, 5*time.Second, "too many open streams from you; close some first")
+	if perClient > 0 && sl.perClient[key] >= perClient {
+		return nil, "client"
 	}
 	if sl.perClient == nil {
 		sl.perClient = map[string]int{}
@@ -65,7 +65,38 @@ func (s *server) acquireStream(c echo.Context) (release func(), err error) {
 		if sl.perClient[key]--; sl.perClient[key] <= 0 {
 			delete(sl.perClient, key)
 		}
-	}, nil
+	}, ""
+}
+
+// acquireStream takes a stream slot for the client, or says why not.
+func (s *server) acquireStream(c echo.Context) (release func(), err error) {
+	release, full := s.streams.take(clientKey(c), s.limits.Streams, s.limits.StreamsPerClient)
+	switch full {
+	case "total":
+		return nil, tooMany(c, 5*time.Second, "too many open streams on this server; try again shortly")
+	case "client":
+		return nil, tooMany(c, 5*time.Second, "too many open streams from you; close some first")
+	}
+	return release, nil
+}
+
+// Searches read whole logs and may run regular expressions: a few at a
+// time in all (the machine's cores), fewer per client.
+const (
+	maxSearches          = 4
+	maxSearchesPerClient = 2
+)
+
+// acquireSearch takes a search slot for the client, or says why not.
+func (s *server) acquireSearch(c echo.Context) (release func(), err error) {
+	release, full := s.searches.take(clientKey(c), maxSearches, maxSearchesPerClient)
+	switch full {
+	case "total":
+		return nil, tooMany(c, 2*time.Second, "too many searches running; try again shortly")
+	case "client":
+		return nil, tooMany(c, 2*time.Second, "you have searches running; wait for them to finish")
+	}
+	return release, nil
 }
 
 // triggerLimiter holds a token bucket per client.

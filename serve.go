@@ -42,6 +42,8 @@ type Config struct {
 	// WriteTimeout bounds writing an ordinary answer (see conns.go);
 	// writeTimeout if zero. Tests shorten it.
 	WriteTimeout time.Duration
+	// SearchBudget is how long one log search may run; 10s if zero.
+	SearchBudget time.Duration
 	Limits       Limits
 	// PublicURL is the address people reach the server by, behind a proxy
 	// or under a DNS name; its host is accepted in Host and Origin.
@@ -197,6 +199,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	srv := newServer(runner, hub, policy, sessions, log)
 	srv.limits = cfg.Limits
 	srv.trustedProxies = cfg.TrustedProxies
+	srv.searchBudget = cfg.SearchBudget
 	if srv.hosts, err = newHostPolicy(ln.Addr().String(), cfg.PublicURL, cfg.AllowedHosts); err != nil {
 		return err
 	}

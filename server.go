@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -26,13 +27,16 @@ type server struct {
 	policy   *access.Policy
 	sessions *access.Sessions
 
-	limits        Limits
-	streams       streamSlots
-	triggers      triggerLimiter
-	activeStreams atomic.Int64
-	streamsWG     sync.WaitGroup // event streams: they outlive net/http's tracking once they take their connection over
-	linesStreamed atomic.Int64
-	durations     *durations
+	limits         Limits
+	streams        slots
+	searches       slots
+	triggers       triggerLimiter
+	activeStreams  atomic.Int64
+	activeSearches atomic.Int64
+	searchBudget   time.Duration  // searchBudget if zero (tests shorten it)
+	streamsWG      sync.WaitGroup // event streams: they outlive net/http's tracking once they take their connection over
+	linesStreamed  atomic.Int64
+	durations      *durations
 
 	hosts          *hostPolicy  // nil: any Host (tests that build a server by hand)
 	publicOrigin   string       // scheme://host of --public-url, if given

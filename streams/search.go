@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 )
 
 // Match is one line of a log that matched a search.
@@ -24,22 +26,48 @@ const maxMatchText = 1024
 // Query is what to look for: plain text, or a regular expression.
 type Query struct {
 	match func(line []byte) bool
+	regex bool
 }
+
+// Bounds on a regular expression's cost. Go's regexp runs in time linear in
+// the text, but the factor is the compiled program's size: a nested
+// repetition like (?:(?:.?){100}){10} is thousands of steps per byte. The
+// program is capped, and a regular expression sees only the first
+// MaxRegexpLine bytes of each line, so one line costs at most tens of
+// milliseconds and a search notices promptly that its client left.
+const (
+	MaxRegexpProgram = 500
+	MaxRegexpLine    = 32 << 10
+)
 
 // ParseQuery reads "text" or "re:expression"; ignoreCase applies to both.
 func ParseQuery(q string, ignoreCase bool) (Query, error) {
 	if q == "" {
 		return Query{}, errors.New("empty query")
 	}
+	if !utf8.ValidString(q) {
+		return Query{}, errors.New("the query is not valid UTF-8")
+	}
 	if expr, ok := strings.CutPrefix(q, "re:"); ok {
 		if ignoreCase {
 			expr = "(?i)" + expr
+		}
+		parsed, err := syntax.Parse(expr, syntax.Perl)
+		if err != nil {
+			return Query{}, fmt.Errorf("invalid regular expression: %w", err)
+		}
+		prog, err := syntax.Compile(parsed.Simplify())
+		if err != nil {
+			return Query{}, fmt.Errorf("invalid regular expression: %w", err)
+		}
+		if len(prog.Inst) > MaxRegexpProgram {
+			return Query{}, fmt.Errorf("regular expression too complex (%d steps, at most %d): use fewer or smaller repetitions", len(prog.Inst), MaxRegexpProgram)
 		}
 		re, err := regexp.Compile(expr)
 		if err != nil {
 			return Query{}, fmt.Errorf("invalid regular expression: %w", err)
 		}
-		return Query{match: re.Match}, nil
+		return Query{regex: true, match: func(l []byte) bool { return re.Match(l[:min(len(l), MaxRegexpLine)]) }}, nil
 	}
 	if ignoreCase {
 		if isASCII(q) {
@@ -69,6 +97,7 @@ func Search(ctx context.Context, path string, end int64, q Query, limit int, emi
 	defer putReader(r)
 	var (
 		pos, line int64
+		checked   int64 // pos when ctx was last looked at
 		n         int
 		long      []byte // a line longer than the reader's buffer
 	)
@@ -99,8 +128,13 @@ func Search(ctx context.Context, path string, end int64, q Query, limit int, emi
 				return n, true, nil
 			}
 		}
-		if line%4096 == 0 && ctx.Err() != nil {
-			return n, false, ctx.Err()
+		// A regular expression may cost milliseconds a line: look at the
+		// context every line. Plain text every 4096 lines or 1 MiB.
+		if q.regex || line%4096 == 0 || pos-checked >= 1<<20 {
+			checked = pos
+			if ctx.Err() != nil {
+				return n, false, ctx.Err()
+			}
 		}
 		if err != nil {
 			return n, false, nil
