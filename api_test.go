@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +334,41 @@ func TestPagesRenderWithoutJavaScript(t *testing.T) {
 	}
 	if code, _, _ := s.do("GET", "/static/app.css", ""); code != 404 {
 		t.Errorf("unhashed asset: %d", code)
+	}
+}
+
+// The run page renders the log's tail for readers without JavaScript: its
+// cost is bounded in bytes, however long the lines (the first version
+// allocated 104 MB for one view of 4 MiB lines).
+func TestRunPageIsBoundedInBytes(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  wide:
+    run: |
+      s=$(head -c 1048576 /dev/zero | tr '\0' w)
+      i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo "$i $s"; done
+      echo "short line after"
+`)
+	run := s.trigger("wide", nil)
+	s.waitRun(run.ID, isFinished)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	code, _, body := s.do("GET", fmt.Sprintf("/runs/%d", run.ID), "", "Accept", "text/html")
+	runtime.ReadMemStats(&after)
+	if code != 200 {
+		t.Fatalf("%d", code)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("one view of a 40 MB log allocated %d MB", alloc>>20)
+	}
+	if len(body) > 512<<10 {
+		t.Errorf("page is %d KiB", len(body)>>10)
+	}
+	page := string(body)
+	for _, want := range []string{`id="L41">short line after`, "more bytes: raw line", fmt.Sprintf("/api/runs/%d/log?line=40", run.ID), "41 lines"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
 	}
 }

@@ -174,7 +174,7 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		if resp.StatusCode == http.StatusOK {
-			raw, err = io.ReadAll(resp.Body)
+			raw, err = io.ReadAll(io.LimitReader(resp.Body, maxStatusBytes))
 			if err == nil {
 				err = json.Unmarshal(raw, &run)
 			}
@@ -322,3 +322,6 @@ func cliToken(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Token for %s (%s); shown once, keep it secret:\n\n  %s\n\nAdd this under auth.tokens in the config file, then restart shiplog:\n\nauth:\n  tokens:\n%s\n", pos[0], r, secret, line)
 	return nil
 }
+
+// maxStatusBytes bounds a run's JSON as the CLI reads it.
+const maxStatusBytes = 16 << 20

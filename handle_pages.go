@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -280,39 +281,87 @@ func (s *server) showRun(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("number lines: %w", err)
 	}
-	p.TailFirst = first
-	before := first - 1
-	p.Tail, err = readPlainLines(path, start, end)
+	tail, dropped, err := readTail(path, start, end)
 	if err != nil {
 		return err
 	}
+	p.Tail, p.TailFirst = tail, first+dropped
+	before := p.TailFirst - 1
 	p.LogLines = before + int64(len(p.Tail))
 	return render(c, http.StatusOK, views.RunView(p))
 }
 
-// readPlainLines reads the lines in [start, end) as plain text: escape
-// sequences removed, carriage returns resolved as a terminal would.
-func readPlainLines(path string, start, end int64) ([]string, error) {
+// Bounds on the tail the run page renders: the page costs at most
+// maxTailBytes of log however long its lines are.
+const (
+	maxTailBytes = 256 << 10
+	maxTailLine  = 16 << 10
+)
+
+// readTail reads the whole lines in [start, end) as plain text (escape
+// sequences removed, carriage returns resolved as a terminal would), each
+// cut at maxTailLine bytes, keeping the last ones that fit in maxTailBytes.
+// It returns them and how many lines at the start it left out.
+func readTail(path string, start, end int64) ([]views.TailLine, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
+			return nil, 0, nil
 		}
-		return nil, fmt.Errorf("open log: %w", err)
+		return nil, 0, fmt.Errorf("open log: %w", err)
 	}
 	defer f.Close()
-	buf := make([]byte, end-start)
-	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read log: %w", err)
+	r := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), 64<<10)
+	var (
+		raw     [][]byte // kept lines, each at most maxTailLine
+		more    []int64
+		kept    int
+		dropped int64
+	)
+	for {
+		line, n, err := readCapped(r, maxTailLine)
+		if n == 0 && err != nil {
+			break
+		}
+		raw = append(raw, line)
+		more = append(more, n-int64(len(line)))
+		kept += len(line)
+		for kept > maxTailBytes && len(raw) > 1 {
+			kept -= len(raw[0])
+			raw, more = raw[1:], more[1:]
+			dropped++
+		}
+		if err != nil {
+			break
+		}
 	}
-	var out []string
-	for _, l := range strings.SplitAfter(string(buf), "\n") {
-		if l == "" {
+	out := make([]views.TailLine, len(raw))
+	for i, l := range raw {
+		out[i] = views.TailLine{Text: views.PlainLine(string(l)), More: more[i]}
+	}
+	return out, dropped, nil
+}
+
+// readCapped reads one line (without its newline), keeping at most max
+// bytes of it; n is the line's whole length.
+func readCapped(r *bufio.Reader, max int) (line []byte, n int64, err error) {
+	for {
+		chunk, err := r.ReadSlice('\n')
+		n += int64(len(chunk))
+		if room := max - len(line); room > 0 {
+			line = append(line, chunk[:min(len(chunk), room)]...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		out = append(out, views.PlainLine(strings.TrimSuffix(l, "\n")))
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			n--
+			if len(line) > 0 && len(line) == int(n)+1 {
+				line = line[:len(line)-1]
+			}
+		}
+		return line, n, err
 	}
-	return out, nil
 }
 
 func (s *server) cancelRunForm(c echo.Context) error {

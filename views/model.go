@@ -104,12 +104,19 @@ type Annotation struct {
 	Line                  int64
 }
 
+// TailLine is one line of a log's tail, as plain text; a line too long to
+// show whole is shortened, and More says how many bytes were left out.
+type TailLine struct {
+	Text string
+	More int64
+}
+
 // RunPage is a run with its log.
 type RunPage struct {
 	Run         Run
 	Annotations []Annotation
 	// Tail is the end of the log, rendered for readers without JavaScript.
-	Tail      []string
+	Tail      []TailLine
 	TailFirst int64 // line number of Tail[0]
 	LogLines  int64
 	LogBytes  int64
