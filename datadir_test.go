@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -47,10 +48,15 @@ func startChildWith(t *testing.T, argv []string, args ...string) *child {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	urls := make(chan string, 1)
+	var said strings.Builder // what it printed before serving, for a failure
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if l := sc.Text(); strings.Contains(l, "shiplog is serving") {
+			l := sc.Text()
+			if said.Len() < 4096 {
+				said.WriteString(l + "\n")
+			}
+			if strings.Contains(l, "shiplog is serving") {
 				for _, f := range strings.Fields(l) {
 					if u, ok := strings.CutPrefix(f, "url="); ok {
 						urls <- u
@@ -64,7 +70,7 @@ func startChildWith(t *testing.T, argv []string, args ...string) *child {
 	select {
 	case u, ok := <-urls:
 		if !ok {
-			t.Fatal("child shiplog exited before serving")
+			t.Fatalf("child shiplog exited before serving:\n%s", said.String())
 		}
 		return &child{cmd: cmd, URL: u}
 	case <-time.After(deadline):
@@ -126,4 +132,45 @@ func TestKilledServerDoesNotBlockRestart(t *testing.T) {
 	}
 	unlock()
 	startChild(t, "--data", data) // and a real restart serves
+}
+
+// kill -9 of the server loses none of a run's output: the bytes after the
+// last newline reach the log at the next start, masked.
+func TestPartialLastLineSurvivesKill9(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "shiplog.yaml")
+	secret := filepath.Join(dir, "token")
+	os.WriteFile(secret, []byte("s3cr3t-value\n"), 0o600)
+	os.WriteFile(cfg, []byte(`
+jobs:
+  prompt:
+    secrets: [{name: TOKEN, file: `+secret+`}]
+    run: |
+      echo "first line"
+      printf 'Password for %s: ' "$TOKEN"
+      sleep 60
+`), 0o644)
+	c := startChild(t, "--config", cfg, "--data", data)
+	s := &testServer{t: t, URL: c.URL, Data: data}
+	run := s.trigger("prompt", nil)
+	partial := filepath.Join(data, "logs", fmt.Sprintf("%d.log.partial", run.ID))
+	waitFor(t, "the unfinished line to be kept", func() bool {
+		b, _ := os.ReadFile(partial)
+		return string(b) == "Password for ***: "
+	}, deadline)
+	c.kill9(t)
+
+	c = startChild(t, "--config", cfg, "--data", data)
+	s = &testServer{t: t, URL: c.URL, Data: data}
+	got := s.waitRun(run.ID, isFinished)
+	if got.State != "interrupted" {
+		t.Errorf("state %s, want interrupted", got.State)
+	}
+	if log := string(s.logFile(run.ID)); log != "first line\nPassword for ***: \n" {
+		t.Errorf("log after kill -9 and restart: %q", log)
+	}
+	if got.Log.Lines != 2 {
+		t.Errorf("log lines %d, want 2", got.Log.Lines)
+	}
 }

@@ -56,6 +56,8 @@ type logWriter struct {
 	limit   int64  // bytes; 0: none
 	cut     bool   // the limit was reached: output is discarded
 	times   *os.File
+	partial *os.File // ID.log.partial: the unfinished last line, masked
+	partLen int      // bytes in partial now
 	now     func() time.Time
 	lastMs  int64 // time of the last times record
 
@@ -161,6 +163,48 @@ func (w *logWriter) Write(p []byte) {
 		p = p[i+1:]
 	}
 	w.flush()
+	w.keepPartial()
+}
+
+// keepPartial writes the unfinished last line, masked, to the partial file,
+// so a server killed before its newline arrives loses none of it (a restart
+// appends it to the log). What could still become a secret, with the bytes
+// yet to come, is held back.
+func (w *logWriter) keepPartial() {
+	if w.partial == nil || (len(w.pending) == 0 && w.partLen == 0) {
+		return
+	}
+	var safe []byte
+	if len(w.pending) > 0 && !bytes.HasPrefix(w.pending, []byte("::add-mask::")) {
+		safe = w.pending
+		if w.replacer != nil && len(w.masks) > 0 {
+			safe = []byte(w.replacer.Replace(string(safe)))
+		}
+		safe = safe[:len(safe)-w.secretPrefixAtEnd(safe)]
+	}
+	if len(safe) == 0 && w.partLen == 0 {
+		return
+	}
+	if _, err := w.partial.WriteAt(safe, 0); err != nil || w.partial.Truncate(int64(len(safe))) != nil {
+		w.partial = nil // a help, like the index: the log goes on without it
+		return
+	}
+	w.partLen = len(safe)
+}
+
+// secretPrefixAtEnd is the length of the longest end of b that is the start
+// of a masked value: bytes that may yet turn out to be a secret.
+func (w *logWriter) secretPrefixAtEnd(b []byte) int {
+	hold := 0
+	for _, m := range w.masks {
+		for k := min(len(m)-1, len(b)); k > hold; k-- {
+			if string(b[len(b)-k:]) == m[:k] {
+				hold = k
+				break
+			}
+		}
+	}
+	return hold
 }
 
 // Close writes a last line that had no newline.
@@ -171,6 +215,10 @@ func (w *logWriter) Close() {
 		w.pending = nil
 	}
 	w.flush()
+	if w.partial != nil {
+		_ = w.partial.Truncate(0) // the log has it now
+		w.partLen = 0
+	}
 }
 
 // line appends one processed line to the output buffer.

@@ -104,3 +104,39 @@ func TestLogWriterRecordsLineTimes(t *testing.T) {
 		t.Errorf("times file has %d bytes: not whole records", len(data))
 	}
 }
+
+// The unfinished last line is kept beside the log as it arrives, masked;
+// what could still become a secret is held back until it cannot.
+func TestPartialLineIsKeptMasked(t *testing.T) {
+	const secret = "hunter2-secret"
+	dir := t.TempDir()
+	f, _ := os.Create(filepath.Join(dir, "log"))
+	part, _ := os.Create(filepath.Join(dir, "log.partial"))
+	w := newLogWriter(f, nil, []string{secret}, nil)
+	w.partial = part
+	kept := func() string { b, _ := os.ReadFile(part.Name()); return string(b) }
+	steps := []struct{ write, want string }{
+		{"Password: ", "Password: "},
+		{"hunt", "Password: "},                    // could be the secret: held back
+		{"er2-secret and ", "Password: *** and "}, // it was
+		{"hunter2-sec", "Password: *** and "},
+		{"tion", "Password: *** and hunter2-section"}, // it was not
+		{"\nnext ", "next "},
+		{"\n::add-mask::other-value", ""}, // a mask being declared is never kept
+	}
+	for _, s := range steps {
+		w.Write([]byte(s.write))
+		if got := kept(); got != s.want {
+			t.Fatalf("after %q: kept %q, want %q", s.write, got, s.want)
+		}
+	}
+	w.Write([]byte("\nend"))
+	w.Close()
+	if got := kept(); got != "" {
+		t.Errorf("after close the log has it all, but %q is kept", got)
+	}
+	got, _ := os.ReadFile(f.Name())
+	if want := "Password: *** and hunter2-section\nnext \n::add-mask::***\nend\n"; string(got) != want {
+		t.Errorf("log %q, want %q", got, want)
+	}
+}

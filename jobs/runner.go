@@ -55,7 +55,6 @@ type Runner struct {
 	locks   map[string]int64
 	running int
 	closed  bool
-	watch   map[int64]chan struct{}
 	wake    chan struct{}
 	wg      sync.WaitGroup
 	// Runs finished lately, as stored, oldest first: everyone watching a run
@@ -78,6 +77,7 @@ type task struct {
 	lw        *logWriter
 	persistMu sync.Mutex // orders store writes of this run
 	persisted time.Time
+	changed   chan struct{} // closed at the run's next change; nil until watched
 }
 
 // NewRunner returns a runner for the jobs in cfg, recording runs in store.
@@ -91,7 +91,7 @@ func NewRunner(cfg *Config, store *Store, opts RunnerOptions) *Runner {
 	return &Runner{
 		cfg: cfg, store: store, opts: opts, log: opts.Logger,
 		active: map[int64]*task{}, locks: map[string]int64{},
-		watch: map[int64]chan struct{}{}, wake: make(chan struct{}, 1),
+		wake:   make(chan struct{}, 1),
 		recent: map[int64]*Run{},
 	}
 }
@@ -105,9 +105,11 @@ func (r *Runner) LogPath(id int64) string {
 	return filepath.Join(r.opts.LogDir, strconv.FormatInt(id, 10)+".log")
 }
 
-// Recover settles runs a previous process left unfinished: running ones
-// become interrupted (any process they left is killed), queued ones are
-// queued again. Call it before Run.
+// Recover settles runs a previous process left unfinished: a run whose
+// final record waits beside its log gets it; other running ones become
+// interrupted (any process they left is killed); queued ones are queued
+// again. What the process held of a last unfinished line goes into the log.
+// Call it before Run.
 func (r *Runner) Recover(ctx context.Context) error {
 	runs, err := r.store.List(ctx, Filter{States: []State{Queued, Running}})
 	if err != nil {
@@ -115,11 +117,20 @@ func (r *Runner) Recover(ctx context.Context) error {
 	}
 	slices.Reverse(runs) // oldest first, to keep queue order
 	for _, run := range runs {
+		if done, ok := readFinal(r.LogPath(run.ID)+finalSuffix, run.ID); ok {
+			r.log.Warn("run finished before the last stop, but its record had not reached the database: restored", "run_id", run.ID, "state", done.State)
+			t := &task{run: done}
+			r.storeFinal(t, done)
+			continue
+		}
 		if run.State == Running {
 			if n := killLeftovers(run.ID, run.PID); n > 0 {
 				r.log.Warn("killed processes left by an interrupted run", "run_id", run.ID, "processes", n)
 			}
-			r.interrupt(ctx, run, "the server stopped while this run was running")
+			if err := keepPartial(r.LogPath(run.ID)); err != nil {
+				r.log.Error("keep the unfinished last line", "run_id", run.ID, "err", err)
+			}
+			r.finish(&task{run: run}, outcome{state: Interrupted, msg: "the server stopped while this run was running"}, false)
 			continue
 		}
 		job, err := r.cfg.Job(run.Job)
@@ -127,7 +138,7 @@ func (r *Runner) Recover(ctx context.Context) error {
 			_, err = job.ValidateParams(run.Params)
 		}
 		if err != nil {
-			r.interrupt(ctx, run, fmt.Sprintf("not started after a restart: %v", err))
+			r.finish(&task{run: run}, outcome{state: Interrupted, msg: fmt.Sprintf("not started after a restart: %v", err)}, false)
 			continue
 		}
 		t := &task{run: run, job: job, lock: job.LockName(run.Params), stop: make(chan struct{})}
@@ -138,18 +149,6 @@ func (r *Runner) Recover(ctx context.Context) error {
 	}
 	r.kick()
 	return nil
-}
-
-func (r *Runner) interrupt(ctx context.Context, run *Run, msg string) {
-	now := time.Now()
-	run.State, run.Error, run.FinishedAt, run.PID = Interrupted, msg, &now, 0
-	run.LogBytes, run.LogLines = countLog(r.LogPath(run.ID))
-	if err := r.store.Update(ctx, run); err != nil {
-		r.log.Error("mark run interrupted", "run_id", run.ID, "err", err)
-	}
-	if r.opts.OnLogClosed != nil {
-		r.opts.OnLogClosed(run.ID, run.LogBytes)
-	}
 }
 
 // countLog returns the size and line count of a log file.
@@ -335,16 +334,20 @@ func (r *Runner) QueueLength() int {
 }
 
 // Watch returns a channel closed at the next change of run id's state,
-// progress or annotations.
+// progress or annotations; nil (never closed) when the run is not queued
+// or running: it will not change. The channel belongs to the run, so
+// watching costs nothing once the run has ended, however many ask.
 func (r *Runner) Watch(id int64) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ch, ok := r.watch[id]
+	t, ok := r.active[id]
 	if !ok {
-		ch = make(chan struct{})
-		r.watch[id] = ch
+		return nil
 	}
-	return ch
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
 }
 
 // notify wakes the watchers of t; r.mu must be held.
@@ -352,9 +355,9 @@ func (r *Runner) notify(t *task) {
 	if t.lw != nil {
 		t.run.LogBytes, t.run.LogLines = t.lw.Counts()
 	}
-	if ch, ok := r.watch[t.run.ID]; ok {
-		close(ch)
-		delete(r.watch, t.run.ID)
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
 	}
 }
 
@@ -373,17 +376,9 @@ func (r *Runner) Cancel(ctx context.Context, id int64) error {
 	}
 	if t.run.State == Queued {
 		r.queue = slices.DeleteFunc(r.queue, func(q *task) bool { return q == t })
-		now := time.Now()
-		t.run.State, t.run.FinishedAt = Canceled, &now
-		delete(r.active, id)
-		r.notify(t)
-		snap := t.run.clone()
+		t.run.State = Canceled // at once, so a second cancel finds it finished
 		r.mu.Unlock()
-		r.persist(t, snap) //nolint:contextcheck // the cancel is stored even if its request goes away
-		if r.opts.OnLogClosed != nil {
-			r.opts.OnLogClosed(id, 0)
-		}
-		r.kick()
+		r.finish(t, outcome{state: Canceled}, false) //nolint:contextcheck // the cancel is stored even if its request goes away
 		return nil
 	}
 	if t.run.State.Finished() {
@@ -439,47 +434,7 @@ func (r *Runner) commandEnv(t *task) []string {
 func (r *Runner) execute(t *task) {
 	defer r.wg.Done()
 	log := r.log.With("run_id", t.run.ID, "job", t.job.Name)
-	state, exit, msg, size := r.start(t, log)
-
-	now := time.Now()
-	r.mu.Lock()
-	t.run.State, t.run.ExitCode, t.run.Error, t.run.FinishedAt, t.run.PID = state, exit, msg, &now, 0
-	if t.run.StartedAt == nil {
-		t.run.StartedAt = &now
-	}
-	if t.lw != nil {
-		t.run.LogBytes, t.run.LogLines = t.lw.Counts()
-		t.run.LogCut = t.lw.Cut()
-	}
-	snap := t.run.clone()
-	r.mu.Unlock()
-	r.persist(t, snap)
-	log.Info("run finished", "state", state, "exit_code", exitValue(exit), "duration", snap.Duration(now).Round(time.Millisecond))
-	if r.opts.OnLogClosed != nil {
-		r.opts.OnLogClosed(t.run.ID, size)
-	}
-	if r.opts.OnFinish != nil {
-		r.opts.OnFinish(snap)
-	}
-	r.prune(t.job.Name)
-
-	// Watchers wake only once everything above is done, so what they read
-	// is final.
-	r.mu.Lock()
-	r.running--
-	if t.lock != "" {
-		delete(r.locks, t.lock)
-	}
-	delete(r.active, t.run.ID)
-	r.recent[snap.ID] = snap.clone()
-	r.recentFIFO = append(r.recentFIFO, snap.ID)
-	if len(r.recentFIFO) > keepRecent {
-		delete(r.recent, r.recentFIFO[0])
-		r.recentFIFO = r.recentFIFO[1:]
-	}
-	r.notify(t)
-	r.mu.Unlock()
-	r.kick()
+	r.finish(t, r.start(t, log), true)
 }
 
 func exitValue(p *int) any {
@@ -504,22 +459,22 @@ func (r *Runner) prune(job string) {
 		if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.log.Error("remove pruned log", "run_id", id, "err", err)
 		}
-		_ = os.Remove(r.LogPath(id) + ".idx")
-		_ = os.Remove(r.LogPath(id) + ".times")
+		for _, suffix := range []string{".idx", ".times", finalSuffix, partialSuffix} {
+			_ = os.Remove(r.LogPath(id) + suffix)
+		}
 	}
 }
 
-// start executes the command and returns how the run ended and the final
-// size of its log.
-func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
+// start executes the command and returns how the run ended.
+func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	f, err := os.OpenFile(r.LogPath(t.run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
-		return Failed, nil, fmt.Sprintf("open log: %v", err), 0
+		return outcome{state: Failed, msg: fmt.Sprintf("open log: %v", err)}
 	}
 	defer f.Close()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return Failed, nil, fmt.Sprintf("create pipe: %v", err), 0
+		return outcome{state: Failed, msg: fmt.Sprintf("create pipe: %v", err)}
 	}
 	defer pr.Close()
 	// Not CommandContext: the runner stops a run itself, the whole process
@@ -534,7 +489,7 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
-		return Failed, nil, fmt.Sprintf("start: %v", err), 0
+		return outcome{state: Failed, msg: fmt.Sprintf("start: %v", err)}
 	}
 	pgid := cmd.Process.Pid
 
@@ -553,6 +508,11 @@ func (r *Runner) start(t *task, log *slog.Logger) (State, *int, string, int64) {
 	if times, err := os.OpenFile(r.LogPath(t.run.ID)+".times", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		defer times.Close()
 		lw.times = times
+	}
+	partialPath := r.LogPath(t.run.ID) + partialSuffix
+	if part, err := os.OpenFile(partialPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
+		defer func() { part.Close(); _ = os.Remove(partialPath) }()
+		lw.partial = part
 	}
 	now := time.Now()
 	r.mu.Lock()
@@ -640,7 +600,6 @@ wait:
 	if err := f.Sync(); err != nil && lw.Err() == nil {
 		log.Warn("sync log", "err", err)
 	}
-	size, _ := lw.Counts()
 
 	var exit *int
 	if cmd.ProcessState != nil {
@@ -652,15 +611,15 @@ wait:
 	}
 	switch {
 	case reason != "":
-		return reason, exit, reasonMsg, size
+		return outcome{reason, exit, reasonMsg}
 	case lw.Err() != nil:
-		return Failed, exit, lw.Err().Error(), size
+		return outcome{Failed, exit, lw.Err().Error()}
 	case waitErr != nil && !errors.As(waitErr, new(*exec.ExitError)):
-		return Failed, exit, waitErr.Error(), size
+		return outcome{Failed, exit, waitErr.Error()}
 	case exit != nil && *exit == 0:
-		return Succeeded, exit, "", size
+		return outcome{state: Succeeded, exit: exit}
 	default:
-		return Failed, exit, "", size
+		return outcome{state: Failed, exit: exit}
 	}
 }
 

@@ -1,0 +1,195 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// outcome is how a run ended.
+type outcome struct {
+	state State
+	exit  *int
+	msg   string
+}
+
+// Beside each log, while it matters:
+//   - ID.log.final holds a run's final record from the moment it ends until
+//     the database has it, so a restart never calls a finished run
+//     interrupted because a database write failed;
+//   - ID.log.partial holds the bytes after the log's last newline, masked,
+//     so kill -9 of the server loses none of them (see logWriter).
+const (
+	finalSuffix   = ".final"
+	partialSuffix = ".partial"
+)
+
+// storeAttempts and storeBackoff bound the retries of a run's final write:
+// about three seconds in all, then the record waits in ID.log.final for the
+// next start.
+const (
+	storeAttempts = 6
+	storeBackoff  = 100 * time.Millisecond
+)
+
+// finish ends run t. It is the one path every run takes to its end:
+// completion, timeout, cancel (queued or running), shutdown and recovery
+// after a crash. held says whether t holds a slot and its lock. The record
+// is made durable first; then the slot and lock go, watchers wake and the
+// next runs start; observers are called last, in the background.
+func (r *Runner) finish(t *task, o outcome, held bool) {
+	now := time.Now()
+	r.mu.Lock()
+	run := t.run
+	run.State, run.ExitCode, run.Error, run.FinishedAt, run.PID = o.state, o.exit, o.msg, &now, 0
+	if run.StartedAt == nil && held {
+		run.StartedAt = &now
+	}
+	if t.lw != nil {
+		run.LogBytes, run.LogLines = t.lw.Counts()
+		run.LogCut = t.lw.Cut()
+	} else {
+		run.LogBytes, run.LogLines = countLog(r.LogPath(run.ID))
+	}
+	snap := run.clone()
+	r.mu.Unlock()
+
+	r.storeFinal(t, snap)
+	r.prune(snap.Job)
+
+	r.mu.Lock()
+	if held {
+		r.running--
+		if t.lock != "" && r.locks[t.lock] == snap.ID {
+			delete(r.locks, t.lock)
+		}
+	}
+	delete(r.active, snap.ID)
+	r.remember(snap)
+	r.notify(t)
+	r.mu.Unlock()
+	r.kick()
+
+	r.log.Info("run finished", "run_id", snap.ID, "job", snap.Job, "state", snap.State,
+		"exit_code", exitValue(snap.ExitCode), "duration", snap.Duration(now).Round(time.Millisecond))
+	// Observers (streams ending, metrics; webhooks to come) never
+	// hold up the runner: the next run has started already.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if r.opts.OnLogClosed != nil {
+			r.opts.OnLogClosed(snap.ID, snap.LogBytes)
+		}
+		if r.opts.OnFinish != nil {
+			r.opts.OnFinish(snap.clone())
+		}
+	}()
+}
+
+// remember keeps a finished run at hand; r.mu must be held.
+func (r *Runner) remember(snap *Run) {
+	r.recent[snap.ID] = snap.clone()
+	r.recentFIFO = append(r.recentFIFO, snap.ID)
+	if len(r.recentFIFO) > keepRecent {
+		delete(r.recent, r.recentFIFO[0])
+		r.recentFIFO = r.recentFIFO[1:]
+	}
+}
+
+// storeFinal makes a run's final record durable: beside its log first, then
+// in the database, retried; the file goes once the database has it.
+func (r *Runner) storeFinal(t *task, snap *Run) {
+	path := r.LogPath(snap.ID) + finalSuffix
+	if err := writeFinal(path, snap); err != nil {
+		r.log.Error("keep final record beside the log", "run_id", snap.ID, "err", err)
+	}
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	var err error
+	for i := range storeAttempts {
+		if err = r.store.Update(context.Background(), snap); err == nil {
+			_ = os.Remove(path)
+			return
+		}
+		if i < storeAttempts-1 {
+			time.Sleep(storeBackoff << i) // backoff between attempts, not synchronisation
+		}
+	}
+	r.log.Error("store final run record; it waits beside the log for the next start", "run_id", snap.ID, "err", err)
+}
+
+// finalRecord is a run's final record as kept beside its log.
+type finalRecord struct {
+	*Run
+	LogBytes int64 `json:"log_bytes"`
+	LogLines int64 `json:"log_lines"`
+	LogCut   bool  `json:"log_cut"`
+}
+
+func writeFinal(path string, run *Run) error {
+	data, err := json.Marshal(finalRecord{Run: run, LogBytes: run.LogBytes, LogLines: run.LogLines, LogCut: run.LogCut})
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// readFinal reads a final record kept beside a log; ok is false when there
+// is none (or it is damaged: the run is then interrupted, as before).
+func readFinal(path string, id int64) (*Run, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	rec := finalRecord{Run: &Run{}}
+	if err := json.Unmarshal(data, &rec); err != nil || rec.ID != id || !rec.State.Finished() {
+		return nil, false
+	}
+	rec.Run.LogBytes, rec.Run.LogLines, rec.Run.LogCut = rec.LogBytes, rec.LogLines, rec.LogCut
+	return rec.Run, true
+}
+
+// keepPartial appends what a killed server held of a run's unfinished last
+// line (ID.log.partial) to its log, as the log's last line.
+func keepPartial(logPath string) error {
+	part, err := os.ReadFile(logPath + partialSuffix)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(part) > 0 {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(append(part, '\n')); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return os.Remove(logPath + partialSuffix)
+}

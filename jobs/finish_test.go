@@ -1,0 +1,157 @@
+package jobs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A run whose process ended is never left running: when the database
+// refuses its final record, the record waits beside the log, and the next
+// start restores it instead of calling the run interrupted.
+func TestFinalRecordSurvivesAFailedDatabaseWrite(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "release")
+	r, dir := testRunner(t, `
+jobs:
+  j:
+    env: {GATE: `+gate+`}
+    run: |
+      echo started
+      while [ ! -e "$GATE" ]; do sleep 0.01; done
+      echo done
+`)
+	run := trigger(t, r, "j", nil)
+	waitRun(t, r, run.ID, func(r *Run) bool { return r.State == Running })
+	r.store.Close() // every write from now on fails
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitRun(t, r, run.ID, finished); got.State != Succeeded {
+		t.Fatalf("in memory: %s", got.State)
+	}
+	if _, err := os.Stat(r.LogPath(run.ID) + finalSuffix); err != nil {
+		t.Fatalf("no final record beside the log: %v", err)
+	}
+
+	// The next start, on the same database.
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if before, _ := store.Get(context.Background(), run.ID); before.State.Finished() {
+		t.Fatalf("the database should not know the run ended: %s", before.State)
+	}
+	r2 := NewRunner(r.cfg, store, RunnerOptions{LogDir: filepath.Join(dir, "logs"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := r2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Get(context.Background(), run.ID)
+	if err != nil || got.State != Succeeded || got.ExitCode == nil || *got.ExitCode != 0 || got.LogLines != 2 {
+		t.Fatalf("after restart: %+v %v, want succeeded with its 2 lines", got, err)
+	}
+	if _, err := os.Stat(r.LogPath(run.ID) + finalSuffix); !os.IsNotExist(err) {
+		t.Errorf("final record left beside the log once stored: %v", err)
+	}
+}
+
+// Watching costs nothing for runs that are not live: asking about any
+// number of finished or unknown runs leaves nothing behind.
+func TestOnlyLiveRunsAreWatched(t *testing.T) {
+	r, _ := testRunner(t, "jobs:\n  j: {run: echo hi}\n")
+	run := trigger(t, r, "j", nil)
+	waitRun(t, r, run.ID, finished)
+	for _, id := range []int64{run.ID, 99999, -1} {
+		if ch := r.Watch(id); ch != nil {
+			t.Errorf("Watch(%d) of a run that is not live: a channel", id)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.active) != 0 {
+		t.Errorf("%d runs still active", len(r.active))
+	}
+}
+
+// Every way a run ends goes through finish: the record is durable and the
+// observers hear of it once, after the slot and lock are free.
+func TestEveryEndGoesThroughFinish(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "g")
+	cfg, err := ParseConfig("t.yaml", []byte(`
+max_concurrent_runs: 1
+jobs:
+  slow:
+    lock: one
+    timeout: 300ms
+    run: sleep 5
+  ok: {run: "true", lock: one}
+  gated:
+    lock: one
+    env: {GATE: `+gate+`}
+    run: while [ ! -e "$GATE" ]; do sleep 0.01; done
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	type seen struct {
+		id      int64
+		state   State
+		running int
+		locked  bool
+	}
+	heard := make(chan seen, 16)
+	var r *Runner
+	r = NewRunner(cfg, store, RunnerOptions{LogDir: dir, KillGrace: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnFinish: func(run *Run) {
+			r.mu.Lock()
+			_, locked := r.locks["one"]
+			s := seen{run.ID, run.State, r.running, locked && r.locks["one"] == run.ID}
+			r.mu.Unlock()
+			heard <- s
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	timedOut := trigger(t, r, "slow", nil)
+	queued := trigger(t, r, "ok", nil)
+	if err := r.Cancel(context.Background(), queued.ID); err != nil {
+		t.Fatal(err)
+	}
+	canceledRunning := trigger(t, r, "gated", nil)
+	waitRun(t, r, canceledRunning.ID, func(r *Run) bool { return r.State == Running })
+	if err := r.Cancel(context.Background(), canceledRunning.ID); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]State{timedOut.ID: TimedOut, queued.ID: Canceled, canceledRunning.ID: Canceled}
+	for range len(want) {
+		select {
+		case s := <-heard:
+			if want[s.id] != s.state {
+				t.Errorf("#%d: observer heard %s, want %s", s.id, s.state, want[s.id])
+			}
+			if s.locked {
+				t.Errorf("#%d: observer called while its run still held the lock", s.id)
+			}
+			delete(want, s.id)
+		case <-time.After(deadline):
+			t.Fatalf("observers not called for %v", want)
+		}
+	}
+	for id, st := range map[int64]State{timedOut.ID: TimedOut, queued.ID: Canceled, canceledRunning.ID: Canceled} {
+		if got, err := store.Get(context.Background(), id); err != nil || got.State != st {
+			t.Errorf("#%d stored as %v (%v), want %s", id, got, err, st)
+		}
+	}
+}
