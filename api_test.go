@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -370,5 +373,112 @@ jobs:
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+// Every GET route answers HEAD, with the GET's headers and no body.
+func TestHeadWorksOnEveryGetRoute(t *testing.T) {
+	s := startServer(t, apiConfig)
+	run := s.trigger("quick", nil)
+	s.waitRun(run.ID, isFinished)
+	for _, path := range []string{"/healthz", "/metrics", "/", "/runs", "/jobs/quick", fmt.Sprintf("/runs/%d", run.ID), "/signin",
+		"/api/jobs", "/api/runs", fmt.Sprintf("/api/runs/%d", run.ID), fmt.Sprintf("/api/runs/%d/log", run.ID),
+		fmt.Sprintf("/api/runs/%d/events", run.ID), fmt.Sprintf("/api/runs/%d/search?q=x", run.ID), fmt.Sprintf("/api/runs/%d/times", run.ID)} {
+		getCode, getHdr, _ := s.do("GET", path, "")
+		code, hdr, body := s.do("HEAD", path, "")
+		if code != getCode || code != 200 || len(body) != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes, GET %d", path, code, len(body), getCode)
+		}
+		if hdr.Get("Content-Type") != getHdr.Get("Content-Type") {
+			t.Errorf("HEAD %s: Content-Type %q, GET %q", path, hdr.Get("Content-Type"), getHdr.Get("Content-Type"))
+		}
+	}
+}
+
+// A finished run whose log file was deleted says so (410), on the page,
+// the stream and the raw log, instead of an empty log or a 500.
+func TestDeletedLogIsGone(t *testing.T) {
+	s := startServer(t, apiConfig)
+	run := s.trigger("quick", nil)
+	s.waitRun(run.ID, isFinished)
+	if err := os.Remove(filepath.Join(s.Data, "logs", fmt.Sprintf("%d.log", run.ID))); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/runs/%d", "/api/runs/%d/log", "/api/runs/%d/log?after=0", "/api/runs/%d/events", "/api/runs/%d/search?q=x"} {
+		path = fmt.Sprintf(path, run.ID)
+		code, _, body := s.do("GET", path, "", "Accept", "text/html")
+		if code != http.StatusGone || !strings.Contains(string(body), "deleted") {
+			t.Errorf("%s: %d %.200s", path, code, body)
+		}
+	}
+	if code, _, _ := s.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), ""); code != 200 {
+		t.Errorf("the run's record: %d", code)
+	}
+}
+
+// Parameter values are strings; a number sent as JSON keeps its digits.
+func TestParamNumbersKeepTheirDigits(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  echo:
+    params: [{name: TARGET}]
+    run: printf '%s\n' "$TARGET"
+`)
+	for _, tt := range []struct{ body, want string }{
+		{`{"params":{"TARGET":12345678901234567890}}`, "12345678901234567890"},
+		{`{"params":{"TARGET":1.50}}`, "1.50"},
+		{`{"params":{"TARGET":true}}`, "true"},
+	} {
+		code, _, body := s.do("POST", "/api/jobs/echo/runs", tt.body)
+		var r runJSON
+		if code != 201 || json.Unmarshal(body, &r) != nil {
+			t.Fatalf("%s: %d %s", tt.body, code, body)
+		}
+		if got := r.Params["TARGET"]; got != tt.want {
+			t.Errorf("%s: param %q", tt.body, got)
+		}
+		s.waitRun(r.ID, isFinished)
+		if log := string(s.logFile(r.ID)); log != tt.want+"\n" {
+			t.Errorf("%s: the job saw %q", tt.body, log)
+		}
+	}
+	for _, body := range []string{`{"params":{"TARGET":null}}`, `{"params":{"TARGET":{"a":1}}}`, `{"params":{"TARGET":[1]}}`} {
+		if code, _, resp := s.do("POST", "/api/jobs/echo/runs", body); code != 400 || !strings.Contains(string(resp), "TARGET") {
+			t.Errorf("%s: %d %s", body, code, resp)
+		}
+	}
+}
+
+// A full disk at trigger is a 507 that says so; nothing is half made, and
+// once there is room again, runs start as before.
+func TestFullDiskAtTriggerIs507(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", data).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", data).Run() })
+	s := startServer(t, apiConfig, func(c *Config) { c.DataDir = data })
+	filler := filepath.Join(data, "filler")
+	f, _ := os.Create(filler)
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break // the disk is full
+		}
+	}
+	f.Close()
+	code, _, body := s.do("POST", "/api/jobs/quick/runs", "{}")
+	if code != http.StatusInsufficientStorage || !strings.Contains(string(body), "no space") {
+		t.Errorf("trigger on a full disk: %d %s", code, body)
+	}
+	os.Remove(filler)
+	run := s.trigger("quick", nil)
+	if got := s.waitRun(run.ID, isFinished); got.State != "succeeded" {
+		t.Errorf("after room was made: %s", got.State)
 	}
 }

@@ -71,6 +71,25 @@ func logStart(c echo.Context, path string) (int64, error) {
 	return 0, nil
 }
 
+// errLogGone is the answer for a run whose log file is missing: deleted by
+// hand or lost with the disk. Saying so beats serving an empty log as if
+// the run had printed nothing.
+func errLogGone(run *jobs.Run) error {
+	return &apiError{status: http.StatusGone, msg: fmt.Sprintf("the log of run #%d is gone: its file was deleted from the data directory", run.ID)}
+}
+
+// logGone checks that a run's log file exists; a queued run may have none
+// yet.
+func logGone(run *jobs.Run, path string) error {
+	if run.State == jobs.Queued {
+		return nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return errLogGone(run)
+	}
+	return nil
+}
+
 // finalSize is the size of a finished run's log, or -1 while it runs.
 func finalSize(run *jobs.Run, path string) int64 {
 	if !run.State.Finished() {
@@ -91,9 +110,18 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	id := run.ID
 	ctx := c.Request().Context()
 	path := s.runner.LogPath(id)
+	if err := logGone(run, path); err != nil {
+		return err
+	}
 	from, err := logStart(c, path)
 	if err != nil {
 		return err
+	}
+	if c.Request().Method == http.MethodHead {
+		h := c.Response().Header()
+		h.Set("Content-Type", "text/event-stream; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		return c.NoContent(http.StatusOK)
 	}
 	line, err := streams.LineNumber(path, from)
 	if err != nil {
@@ -136,6 +164,9 @@ func (s *server) getRunLog(c echo.Context) error {
 	}
 	id := run.ID
 	path := s.runner.LogPath(id)
+	if err := logGone(run, path); err != nil {
+		return err
+	}
 	stamped, err := boolParam(c, "timestamps")
 	if err != nil {
 		return err
@@ -148,7 +179,7 @@ func (s *server) getRunLog(c echo.Context) error {
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return c.Blob(http.StatusOK, "text/plain; charset=utf-8", nil)
+		return errLogGone(run) // deleted since the check above
 	}
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -321,9 +352,16 @@ func (s *server) searchRunLog(c echo.Context) error {
 		}
 	}
 	path := s.runner.LogPath(id)
+	if err := logGone(run, path); err != nil {
+		return err
+	}
 	end, err := streams.LogEnd(path)
 	if err != nil {
 		return fmt.Errorf("find log end: %w", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		c.Response().Header().Set("Content-Type", "application/x-ndjson")
+		return c.NoContent(http.StatusOK)
 	}
 	release, err := s.acquireSearch(c)
 	if err != nil {

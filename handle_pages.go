@@ -30,15 +30,15 @@ import (
 const tailLines = 200
 
 func (s *server) pageRoutes(e *echo.Echo) {
-	e.GET("/", s.showDashboard)
-	e.GET("/runs", s.showRuns)
-	e.GET("/jobs/:job", s.showJob)
+	get(e, "/", s.showDashboard)
+	get(e, "/runs", s.showRuns)
+	get(e, "/jobs/:job", s.showJob)
 	e.POST("/jobs/:job/runs", s.submitRun, formLimit)
-	e.GET("/runs/:id", s.showRun)
+	get(e, "/runs/:id", s.showRun)
 	e.POST("/runs/:id/cancel", s.cancelRunForm, formLimit)
 	e.POST("/runs/:id/rerun", s.rerunRunForm, formLimit)
-	e.GET(static.Prefix+"*", echo.WrapHandler(static.Handler()))
-	e.GET("/signin", s.showSignIn)
+	get(e, static.Prefix+"*", echo.WrapHandler(static.Handler()))
+	get(e, "/signin", s.showSignIn)
 	e.POST("/signin", s.signIn, formLimit)
 	e.POST("/signout", s.signOut, formLimit)
 }
@@ -269,6 +269,9 @@ func (s *server) showRun(c echo.Context) error {
 		return render(c, http.StatusOK, views.RunHead(p))
 	}
 	path := s.runner.LogPath(id)
+	if err := logGone(run, path); err != nil {
+		return err
+	}
 	end, err := streams.LogEnd(path)
 	if err != nil {
 		return fmt.Errorf("find log end: %w", err)

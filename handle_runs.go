@@ -47,15 +47,16 @@ type createRunRequest struct {
 	Params map[string]any `json:"params"`
 }
 
-// paramValues takes strings, and numbers and booleans as their text.
+// paramValues takes strings, and numbers and booleans as their text. A
+// number keeps its exact digits (12345678901234567890 is not a float).
 func paramValues(in map[string]any) (map[string]string, error) {
 	out := make(map[string]string, len(in))
 	for k, v := range in {
 		switch v := v.(type) {
 		case string:
 			out[k] = v
-		case float64:
-			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		case json.Number:
+			out[k] = v.String()
 		case bool:
 			out[k] = strconv.FormatBool(v)
 		default:
@@ -68,6 +69,7 @@ func paramValues(in map[string]any) (map[string]string, error) {
 func decodeJSON(c echo.Context, v any) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
+	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) {

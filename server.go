@@ -58,27 +58,38 @@ func (s *server) routes() http.Handler {
 	e.Use(s.checkHost)
 	e.Use(s.authenticate)
 
-	e.GET("/healthz", s.getHealth)
-	e.GET("/metrics", s.getMetrics)
+	get(e, "/healthz", s.getHealth)
+	get(e, "/metrics", s.getMetrics)
 
 	// Per route, not on the group: group middleware makes echo answer 404
 	// where 405 is right.
 	limit := middleware.BodyLimit("64K")
 	json := []echo.MiddlewareFunc{limit, requireJSON}
 	api := e.Group("/api")
-	api.GET("/jobs", s.listJobs)
+	get(api, "/jobs", s.listJobs)
 	api.POST("/jobs/:job/runs", s.createRun, json...)
-	api.GET("/runs", s.listRuns)
-	api.GET("/runs/:id", s.getRun)
+	get(api, "/runs", s.listRuns)
+	get(api, "/runs/:id", s.getRun)
 	api.POST("/runs/:id/cancel", s.cancelRun, json...)
 	api.POST("/runs/:id/rerun", s.rerunRun, json...)
-	api.GET("/runs/:id/events", s.streamRunEvents)
-	api.GET("/runs/:id/log", s.getRunLog)
-	api.GET("/runs/:id/search", s.searchRunLog)
-	api.GET("/runs/:id/times", s.getLineTimes)
+	get(api, "/runs/:id/events", s.streamRunEvents)
+	get(api, "/runs/:id/log", s.getRunLog)
+	get(api, "/runs/:id/search", s.searchRunLog)
+	get(api, "/runs/:id/times", s.getLineTimes)
 
 	s.pageRoutes(e)
 	return e
+}
+
+// router is what echo.Echo and echo.Group share for adding routes.
+type router interface {
+	Match(methods []string, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) []*echo.Route
+}
+
+// get adds a GET route that answers HEAD too, as HTTP says every GET
+// resource should; net/http drops the body of a HEAD answer.
+func get(r router, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
 }
 
 // apiError is an error with the status and field the client is told.
@@ -108,6 +119,8 @@ func errorStatus(err error) (status int, msg, field string) {
 		return http.StatusNotFound, err.Error(), ""
 	case errors.Is(err, jobs.ErrFinished):
 		return http.StatusConflict, err.Error(), ""
+	case errors.Is(err, jobs.ErrNoSpace):
+		return http.StatusInsufficientStorage, err.Error(), ""
 	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, streams.ErrClosed):
 		return http.StatusServiceUnavailable, err.Error(), ""
 	case errors.As(err, &he):

@@ -2,6 +2,9 @@ package jobs
 
 import (
 	"errors"
+	"fmt"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,7 +45,21 @@ var (
 	ErrFinished = errors.New("run already finished")
 	// ErrShuttingDown is returned when the runner no longer takes runs.
 	ErrShuttingDown = errors.New("server is shutting down")
+	// ErrNoSpace is returned when the data directory's disk is full.
+	ErrNoSpace = errors.New("no space left in the data directory")
 )
+
+// noSpace wraps err as ErrNoSpace when it says the disk is full: ENOSPC
+// from the file system, SQLITE_FULL from the database.
+func noSpace(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || strings.Contains(err.Error(), "database or disk is full") {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
 
 // Progress is the latest ::progress:: a run reported.
 type Progress struct {

@@ -268,13 +268,17 @@ func (r *Runner) trigger(ctx context.Context, jobName string, params map[string]
 	}
 	run := &Run{Job: job.Name, Params: vals, State: Queued, TriggeredBy: by, RerunOf: rerunOf, QueuedAt: time.Now()}
 	if err := r.store.Insert(ctx, run); err != nil {
-		return nil, err
-	}
-	// Every run has a log file from the start, so readers never wait for one.
-	if f, err := os.OpenFile(r.LogPath(run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
-		f.Close()
+		return nil, noSpace(err)
 	}
 	t := &task{run: run, job: job, lock: job.LockName(vals), stop: make(chan struct{})}
+	// Every run has a log file from the start, so readers never wait for one.
+	f, err := os.OpenFile(r.LogPath(run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		// Recorded as failed, so the history says what happened.
+		r.finish(t, outcome{state: Failed, msg: fmt.Sprintf("create log: %v", err)}, false)
+		return nil, noSpace(fmt.Errorf("create log: %w", err))
+	}
+	f.Close()
 	r.mu.Lock()
 	r.active[run.ID] = t
 	r.queue = append(r.queue, t)
