@@ -129,6 +129,38 @@ var reservedEnv = map[string]bool{
 	"LD_PRELOAD": true, "LD_LIBRARY_PATH": true, "LD_AUDIT": true,
 }
 
+// codeEnv are variables that make an interpreter or tool run code or load
+// it from a path: a parameter (whose value a deployer chooses) may not be
+// one. Prefixes cover families (LD_AUDIT, DYLD_INSERT_LIBRARIES, GIT_SSH).
+var (
+	codeEnv = map[string]bool{
+		"ENV": true, "BASH_ENV": true, "PROMPT_COMMAND": true, "PS1": true, "PS2": true, "PS3": true, "PS4": true, "ZDOTDIR": true,
+		"NODE_OPTIONS": true, "NODE_PATH": true, "PERL5OPT": true, "PERL5LIB": true, "PERLLIB": true, "PERL5DB": true,
+		"PYTHONSTARTUP": true, "PYTHONPATH": true, "PYTHONHOME": true, "PYTHONINSPECT": true, "PYTHONBREAKPOINT": true,
+		"RUBYOPT": true, "RUBYLIB": true, "JAVA_TOOL_OPTIONS": true, "_JAVA_OPTIONS": true, "JDK_JAVA_OPTIONS": true, "CLASSPATH": true,
+		"GCONV_PATH": true, "LOCPATH": true, "NLSPATH": true, "HOSTALIASES": true, "RESOLV_HOST_CONF": true,
+		"PHPRC": true, "PHP_INI_SCAN_DIR": true, "LUA_INIT": true, "LUA_PATH": true, "LUA_CPATH": true, "TCLLIBPATH": true,
+		"R_PROFILE": true, "R_PROFILE_USER": true, "EDITOR": true, "VISUAL": true, "PAGER": true, "MANPAGER": true,
+		"LESSOPEN": true, "LESSCLOSE": true, "BROWSER": true, "SSH_ASKPASS": true, "SUDO_ASKPASS": true, "OPENSSL_CONF": true,
+		"DOCKER_CONFIG": true, "KUBECONFIG": true, "CURL_HOME": true, "WGETRC": true, "INPUTRC": true,
+	}
+	codeEnvPrefixes = []string{"LD_", "DYLD_", "BASH_FUNC_", "GIT_", "NPM_CONFIG_", "MALLOC_", "GLIBC_"}
+)
+
+// runsCode reports whether setting name could make a program run code.
+func runsCode(name string) bool {
+	n := strings.ToUpper(name)
+	if codeEnv[n] {
+		return true
+	}
+	for _, p := range codeEnvPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func isReserved(name string) bool {
 	return reservedEnv[strings.ToUpper(name)] || strings.HasPrefix(strings.ToUpper(name), "SHIPLOG_")
 }
@@ -244,6 +276,10 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		if isReserved(p.Name) {
 			return nil, jfail(field+".name", "%q is reserved", p.Name)
 		}
+		// With choices, the operator wrote every value it can take.
+		if runsCode(p.Name) && len(p.Choices) == 0 {
+			return nil, jfail(field+".name", "%q would let whoever triggers the job run code through it (a shell, interpreter or loader reads it): name the parameter otherwise, or give it choices", p.Name)
+		}
 		if names[p.Name] {
 			return nil, jfail(field+".name", "%q is defined twice", p.Name)
 		}
@@ -292,6 +328,18 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 			return nil, jfail(field, "give exactly one of env or file")
 		}
 		j.Secrets = append(j.Secrets, Secret{Name: sec.Name, Value: value})
+	}
+	// An env key that names a parameter or a secret would silently win or
+	// lose against it, depending on order.
+	for k := range j.Env {
+		if names[k] {
+			return nil, jfail("env", "%q is also a parameter of this job: one name, one value", k)
+		}
+		for _, sec := range j.Secrets {
+			if sec.Name == k {
+				return nil, jfail("env", "%q is also a secret of this job: one name, one value", k)
+			}
+		}
 	}
 	for _, m := range lockRefRE.FindAllStringSubmatch(j.Lock, -1) {
 		if !names[m[1]] {

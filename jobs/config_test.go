@@ -73,6 +73,19 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"zero concurrency", "max_concurrent_runs: 0\njobs:\n  a:\n    run: x\n", []string{"max_concurrent_runs"}},
 		{"missing dir", "jobs:\n  a:\n    run: x\n    dir: /does/not/exist\n", []string{"dir", "not a directory"}},
 		{"not yaml", "jobs: [", []string{"bad.yaml"}},
+		{"env names a param", "jobs:\n  a:\n    run: x\n    params: [{name: TARGET}]\n    env: {TARGET: prod}\n", []string{"env", `"TARGET" is also a parameter`}},
+		{"env names a secret", "jobs:\n  a:\n    run: x\n    secrets: [{name: TOKEN, env: HOME}]\n    env: {TOKEN: x}\n", []string{"env", `"TOKEN" is also a secret`}},
+		{"param NODE_OPTIONS", "jobs:\n  a:\n    run: x\n    params: [{name: NODE_OPTIONS}]\n", []string{"params[0].name", "run code"}},
+		{"param GIT_SSH_COMMAND", "jobs:\n  a:\n    run: x\n    params: [{name: GIT_SSH_COMMAND}]\n", []string{"run code"}},
+		{"param PERL5OPT", "jobs:\n  a:\n    run: x\n    params: [{name: PERL5OPT}]\n", []string{"run code"}},
+		{"param GCONV_PATH", "jobs:\n  a:\n    run: x\n    params: [{name: GCONV_PATH}]\n", []string{"run code"}},
+		{"param ENV", "jobs:\n  a:\n    run: x\n    params: [{name: ENV}]\n", []string{"run code", "give it choices"}},
+		{"param pythonpath lower case", "jobs:\n  a:\n    run: x\n    params: [{name: pythonpath}]\n", []string{"run code"}},
+		{"param PYTHONSTARTUP", "jobs:\n  a:\n    run: x\n    params: [{name: PYTHONSTARTUP}]\n", []string{"run code"}},
+		{"param RUBYOPT", "jobs:\n  a:\n    run: x\n    params: [{name: RUBYOPT}]\n", []string{"run code"}},
+		{"param JAVA_TOOL_OPTIONS", "jobs:\n  a:\n    run: x\n    params: [{name: JAVA_TOOL_OPTIONS}]\n", []string{"run code"}},
+		{"param LD_ any", "jobs:\n  a:\n    run: x\n    params: [{name: LD_BIND_NOW}]\n", []string{"run code"}},
+		{"param DYLD_ any", "jobs:\n  a:\n    run: x\n    params: [{name: DYLD_INSERT_LIBRARIES}]\n", []string{"run code"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

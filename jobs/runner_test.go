@@ -347,20 +347,20 @@ func TestLocks(t *testing.T) {
 	r, _ := testRunner(t, fmt.Sprintf(`
 jobs:
   deploy:
-    lock: deploy-$ENV
+    lock: deploy-$TARGET
     env: {GATE: %[1]s}
-    params: [{name: ENV, required: true}]
+    params: [{name: TARGET, required: true}]
 %[2]s
   other:
     env: {GATE: %[1]s}
 %[2]s
 `, dir, gateJob))
-	a := trigger(t, r, "deploy", map[string]string{"ENV": "prod"}).ID
+	a := trigger(t, r, "deploy", map[string]string{"TARGET": "prod"}).ID
 	waitRun(t, r, a, started)
-	b := trigger(t, r, "deploy", map[string]string{"ENV": "prod"}).ID
+	b := trigger(t, r, "deploy", map[string]string{"TARGET": "prod"}).ID
 	// Runs behind a held lock do not hold back others: a different target and
 	// another job both start while b waits.
-	c := trigger(t, r, "deploy", map[string]string{"ENV": "staging"}).ID
+	c := trigger(t, r, "deploy", map[string]string{"TARGET": "staging"}).ID
 	d := trigger(t, r, "other", nil).ID
 	waitRun(t, r, c, started)
 	waitRun(t, r, d, started)
