@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -82,23 +83,85 @@ func newLogWriter(f, idx *os.File, secrets []string, onCmd func(Command, int64))
 	return w
 }
 
-// maskForms returns v and the encodings a naive script might print it in.
+// maskForms returns v and the forms a script might print it in by
+// accident: base64 (standard and URL alphabets, at each of the three
+// alignments it can have inside longer encoded text, as in an HTTP Basic
+// header), URL escaping, hex in either case, JSON string escaping, and the
+// quoting of set -x and printf %q. SECURITY.md lists them.
 func maskForms(v string) []string {
 	forms := []string{v,
-		base64.StdEncoding.EncodeToString([]byte(v)),
-		base64.RawStdEncoding.EncodeToString([]byte(v)),
-		base64.URLEncoding.EncodeToString([]byte(v)),
-		base64.RawURLEncoding.EncodeToString([]byte(v)),
 		url.QueryEscape(v), url.PathEscape(v),
-		hex.EncodeToString([]byte(v)),
+		hex.EncodeToString([]byte(v)), strings.ToUpper(hex.EncodeToString([]byte(v))),
 	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		forms = append(forms, enc.EncodeToString([]byte(v)), enc.WithPadding(base64.NoPadding).EncodeToString([]byte(v)))
+		forms = append(forms, base64Inner(enc, v)...)
+	}
+	if j, err := json.Marshal(v); err == nil {
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) == nil {
+		j := bytes.TrimSpace(buf.Bytes())
+		forms = append(forms, string(j[1:len(j)-1]))
+	}
+	if strings.Contains(v, "'") {
+		forms = append(forms, strings.ReplaceAll(v, "'", `'\''`), strings.ReplaceAll(v, "'", `'"'"'`))
+	}
+	forms = append(forms, backslashQuoted(v), escapeProp.Replace(v))
 	return forms
+}
+
+// escapeProp is the %-escaping of workflow command properties (the GitHub
+// Actions toolkit's): a secret in an annotation title is printed so.
+var escapeProp = strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C")
+
+// base64Inner returns, for each alignment v can have inside a longer
+// base64-encoded text, the characters that encode v's bytes alone.
+func base64Inner(enc *base64.Encoding, v string) []string {
+	var out []string
+	for a := 1; a <= 2; a++ { // alignment 0 is the plain encoding
+		full := enc.EncodeToString(append(make([]byte, a), v...))
+		end := 4 * ((a + len(v)) / 3) // whole groups only: the last may mix in what follows
+		if end-4 >= 6 { // shorter would mask innocent base64 too
+			out = append(out, full[4:end]) // the first group mixes in what came before
+		}
+	}
+	// Alignment 0 followed by more text: the last partial group changes.
+	if n := 4 * (len(v) / 3); n >= 8 {
+		out = append(out, enc.EncodeToString([]byte(v))[:n])
+	}
+	return out
+}
+
+// backslashQuoted is v as bash's printf %q writes it: a backslash before
+// each character that is not a letter, digit or one of ,._+:@%/-.
+func backslashQuoted(v string) string {
+	var b strings.Builder
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(",._+:@%/-", r)) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (w *logWriter) addMask(v string) {
 	// A multi-line secret is masked line by line, as it appears in the log.
 	for _, part := range strings.Split(v, "\n") {
 		part = strings.TrimSuffix(part, "\r")
+		// "::add-mask::value " masks the value, as the runner of GitHub
+		// Actions does; the exact text too, should the spaces matter.
+		if trimmed := strings.TrimSpace(part); trimmed != part && len(trimmed) >= minMaskLen {
+			for _, f := range maskForms(trimmed) {
+				if len(f) >= minMaskLen && !containsString(w.masks, f) {
+					w.masks = append(w.masks, f)
+				}
+			}
+		}
 		if len(part) < minMaskLen {
 			continue
 		}
@@ -139,24 +202,27 @@ func (w *logWriter) Write(p []byte) {
 		if i < 0 {
 			w.pending = append(w.pending, p...)
 			for len(w.pending) >= MaxLineBytes {
-				w.line(w.pending[:MaxLineBytes], true)
-				w.pending = append(w.pending[:0], w.pending[MaxLineBytes:]...)
+				cut := w.splitAt(w.pending)
+				w.line(w.pending[:cut], true)
+				w.pending = append(w.pending[:0], w.pending[cut:]...)
 			}
 			break
 		}
 		if len(w.pending) > 0 {
 			w.pending = append(w.pending, p[:i]...)
 			for len(w.pending) > MaxLineBytes {
-				w.line(w.pending[:MaxLineBytes], true)
-				w.pending = append(w.pending[:0], w.pending[MaxLineBytes:]...)
+				cut := w.splitAt(w.pending)
+				w.line(w.pending[:cut], true)
+				w.pending = append(w.pending[:0], w.pending[cut:]...)
 			}
 			w.line(w.pending, false)
 			w.pending = w.pending[:0]
 		} else {
 			l := p[:i]
 			for len(l) > MaxLineBytes {
-				w.line(l[:MaxLineBytes], true)
-				l = l[MaxLineBytes:]
+				cut := w.splitAt(l)
+				w.line(l[:cut], true)
+				l = l[cut:]
 			}
 			w.line(l, false)
 		}
@@ -164,6 +230,13 @@ func (w *logWriter) Write(p []byte) {
 	}
 	w.flush()
 	w.keepPartial()
+}
+
+// splitAt is where a line too long to keep whole is split: at MaxLineBytes,
+// or earlier so that no masked value straddles the split (each piece is
+// masked on its own).
+func (w *logWriter) splitAt(l []byte) int {
+	return MaxLineBytes - w.secretPrefixAtEnd(l[:MaxLineBytes])
 }
 
 // keepPartial writes the unfinished last line, masked, to the partial file,
@@ -250,9 +323,22 @@ func (w *logWriter) line(l []byte, split bool) {
 	// reaches progress or annotations.
 	if w.onCmd != nil && isCmd {
 		if cmd, ok := ParseCommand(w.out[start : len(w.out)-1]); ok {
-			w.cmds = append(w.cmds, lineCmd{cmd, n})
+			w.cmds = append(w.cmds, lineCmd{w.maskCommand(cmd), n})
 		}
 	}
+}
+
+// maskCommand masks a command's values once more after decoding: a secret
+// %-escaped in a property ("title=user%3Apa55") is whole only once decoded.
+func (w *logWriter) maskCommand(c Command) Command {
+	if w.replacer == nil || len(w.masks) == 0 {
+		return c
+	}
+	c.Value = w.replacer.Replace(c.Value)
+	for k, v := range c.Props {
+		c.Props[k] = w.replacer.Replace(v)
+	}
+	return c
 }
 
 // flush writes the buffered whole lines with one write, so a reader of the

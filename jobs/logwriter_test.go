@@ -1,9 +1,11 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -138,5 +140,103 @@ func TestPartialLineIsKeptMasked(t *testing.T) {
 	got, _ := os.ReadFile(f.Name())
 	if want := "Password: *** and hunter2-section\nnext \n::add-mask::***\nend\n"; string(got) != want {
 		t.Errorf("log %q, want %q", got, want)
+	}
+}
+
+// Every way the outside attack leaked a secret that a job printed by
+// accident, each written in two pieces split inside the secret's form.
+func TestMaskingCoversWhatLeakedBefore(t *testing.T) {
+	const secret = `pa$$w0rd"9\'x<`
+	basic := base64.StdEncoding.EncodeToString([]byte("user:" + secret)) // curl -v -u user:$SECRET
+	basic2 := base64.StdEncoding.EncodeToString([]byte("ab:" + secret + "!"))
+	jsonForm, _ := json.Marshal(secret) // < as \u003c, as Go writes it
+	var plainJSON bytes.Buffer          // < as is, as jq writes it
+	enc := json.NewEncoder(&plainJSON)
+	enc.SetEscapeHTML(false)
+	enc.Encode(secret)
+	jqForm := strings.TrimSpace(plainJSON.String())
+	tests := []struct {
+		name, line string
+		leak       string // what must not be in the log
+	}{
+		{"upper-case hex", "x " + strings.ToUpper(hex.EncodeToString([]byte(secret))) + " y", strings.ToUpper(hex.EncodeToString([]byte(secret)))},
+		{"JSON-escaped", `{"password":` + string(jsonForm) + `}`, string(jsonForm[1 : len(jsonForm)-1])},
+		{"JSON-escaped without HTML escapes", `{"password":` + jqForm + `}`, jqForm[1 : len(jqForm)-1]},
+		{"set -x quoting", `+ curl -u 'pa$$w0rd"9\'\''x<'`, `pa$$w0rd"9\'\''x<`},
+		{"printf %q", `pa\$\$w0rd\"9\\\'x\<`, `pa\$\$w0rd\"9\\\'x\<`},
+		{"base64 at offset 5 (Basic auth)", "Authorization: Basic " + basic, basic[8 : len(basic)-8]},
+		{"base64 at offset 3", "blob=" + basic2, basic2[4 : len(basic2)-8]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := writeLog(t, []string{secret}, tt.line+"\n", len(tt.line)/2)
+			if strings.Contains(got, tt.leak) {
+				t.Errorf("leaked %q in %q", tt.leak, got)
+			}
+			if !strings.Contains(got, "***") {
+				t.Errorf("nothing masked in %q", got)
+			}
+		})
+	}
+}
+
+// writeLog runs text through a log writer with secrets, in two writes split
+// at cut, and returns the log.
+func writeLog(t *testing.T, secrets []string, text string, cut int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newLogWriter(f, nil, secrets, nil)
+	w.Write([]byte(text[:cut]))
+	w.Write([]byte(text[cut:]))
+	w.Close()
+	f.Close()
+	got, _ := os.ReadFile(path)
+	return string(got)
+}
+
+func TestMaskedValueStraddlingTheLineSplit(t *testing.T) {
+	const secret = "straddling-secret-value"
+	// The secret starts 5 bytes before the 4 MiB split point.
+	line := strings.Repeat("x", MaxLineBytes-5) + secret + "tail\n"
+	got := writeLog(t, []string{secret}, line, MaxLineBytes-2)
+	for _, leak := range []string{secret, secret[:5], secret[5:]} {
+		if strings.Contains(got, leak) {
+			t.Errorf("a piece of the secret %q is in the split log", leak)
+		}
+	}
+	if !strings.Contains(got, SplitMarker) || strings.Count(got, "\n") != 2 {
+		t.Errorf("want the line split in two, marked: %d lines", strings.Count(got, "\n"))
+	}
+}
+
+func TestAddMaskWithTrailingSpaceMasksTheValue(t *testing.T) {
+	got := writeLog(t, nil, "::add-mask::tok3n-value \nuse tok3n-value.\n", 10)
+	if strings.Contains(got, "tok3n-value") {
+		t.Errorf("leaked: %q", got)
+	}
+}
+
+// A secret %-escaped in a command's property is whole only once decoded:
+// it must be masked then, before it reaches an annotation.
+func TestCommandPropertiesAreMaskedAfterDecoding(t *testing.T) {
+	var got []Command
+	path := filepath.Join(t.TempDir(), "log")
+	f, _ := os.Create(path)
+	defer f.Close()
+	// Only the comma escaped, as no encoder of ours would: whole once decoded.
+	w := newLogWriter(f, nil, []string{"sec ret:pa,55"}, func(c Command, _ int64) { got = append(got, c) })
+	w.Write([]byte("::error title=sec ret:pa%2C55::boom\n"))
+	w.Close()
+	if len(got) != 1 {
+		t.Fatalf("commands: %v", got)
+	}
+	for _, v := range []string{got[0].Props["title"], got[0].Value} {
+		if strings.Contains(v, "ret:pa") {
+			t.Errorf("secret in a decoded command value: %q", v)
+		}
 	}
 }
