@@ -125,7 +125,7 @@ func base64Inner(enc *base64.Encoding, v string) []string {
 	for a := 1; a <= 2; a++ { // alignment 0 is the plain encoding
 		full := enc.EncodeToString(append(make([]byte, a), v...))
 		end := 4 * ((a + len(v)) / 3) // whole groups only: the last may mix in what follows
-		if end-4 >= 6 { // shorter would mask innocent base64 too
+		if end-4 >= 6 {               // shorter would mask innocent base64 too
 			out = append(out, full[4:end]) // the first group mixes in what came before
 		}
 	}
