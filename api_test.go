@@ -67,7 +67,7 @@ func TestRunStatusETagAndLongPoll(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, _, body := s.do("GET", path+"?wait=60s", "", "If-None-Match", etag)
+		code, _, body := s.inBackground().do("GET", path+"?wait=60s", "", "If-None-Match", etag)
 		done <- result{code, body}
 	}()
 	s.release(run.ID)

@@ -50,7 +50,7 @@ func TestEventsReplayResumeAndTail(t *testing.T) {
 	var live sseResult
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); live = s.events(path, 0) }()
+	go func() { defer wg.Done(); live = s.inBackground().events(path, 0) }()
 	s.release(run.ID)
 	var resumed []string
 	lastID := "0"
@@ -188,7 +188,7 @@ func TestManyViewersGetEveryLine(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					started.Done()
-					results[i][j] = s.events(fmt.Sprintf("/api/runs/%d/events", run.ID), 0)
+					results[i][j] = s.inBackground().events(fmt.Sprintf("/api/runs/%d/events", run.ID), 0)
 				}()
 			}
 		}
@@ -386,7 +386,9 @@ jobs:
     env: {GATE: $$GATE}
     run: |
       while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
-      awk 'BEGIN { for (i = 1; i <= `+strconv.Itoa(n)+`; i++) printf "line %d the quick brown fox jumps over the lazy dog, again and again\n", i }'
+      # 200 bursts with pauses between: far more live batches than a
+      # viewer's buffer holds, so the stuck one is cut off.
+      awk 'BEGIN { for (i = 1; i <= `+strconv.Itoa(n)+`; i++) { printf "line %d the quick brown fox jumps over the lazy dog, again and again\n", i; if (i % 500 == 0) { fflush(); system("sleep 0.005") } } }'
 `)
 	run := s.trigger("flood", nil)
 	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
@@ -412,6 +414,9 @@ jobs:
 		t.Fatalf("the other viewer got %d lines, ended %v", len(other.lines), other.ended)
 	}
 	s.waitRun(run.ID, isFinished)
+	if cut := s.metric("shiplog_stream_cutoffs_total"); cut == "0" || cut == "?" {
+		t.Fatalf("the stuck viewer was never cut off (cutoffs %s): this test would prove nothing", cut)
+	}
 
 	// Now it reads.
 	for { // the rest of the head

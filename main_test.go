@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,26 @@ type testServer struct {
 	URL  string
 	Data string
 	Gate string // directory the gate jobs wait on
+	bg   bool   // used from a goroutine other than the test's (see inBackground)
+}
+
+// inBackground is s for use from a goroutine the test started: a failure
+// there is reported with Errorf and ends that goroutine, since Fatal may
+// only be called from the test's own goroutine.
+func (s *testServer) inBackground() *testServer {
+	c := *s
+	c.bg = true
+	return &c
+}
+
+// fatalf fails the test and stops the calling goroutine.
+func (s *testServer) fatalf(format string, args ...any) {
+	s.t.Helper()
+	if s.bg {
+		s.t.Errorf(format, args...)
+		runtime.Goexit()
+	}
+	s.t.Fatalf(format, args...)
 }
 
 // gateJob blocks until the test releases it (see release).
@@ -79,7 +100,7 @@ func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer
 func (s *testServer) release(id int64) {
 	s.t.Helper()
 	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("release-%d", id)), nil, 0o644); err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 }
 
@@ -88,7 +109,7 @@ func (s *testServer) send(ctx context.Context, method, path string, body io.Read
 	s.t.Helper()
 	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, body)
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json") // as the CLI sends it; hdr may say otherwise
@@ -102,7 +123,7 @@ func (s *testServer) send(ctx context.Context, method, path string, body io.Read
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	return resp
 }
@@ -118,7 +139,7 @@ func (s *testServer) do(method, path string, body string, hdr ...string) (int, h
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	return resp.StatusCode, resp.Header, data
 }
@@ -128,11 +149,11 @@ func (s *testServer) trigger(job string, params map[string]string) runJSON {
 	body, _ := json.Marshal(map[string]any{"params": params})
 	code, hdr, data := s.do("POST", "/api/jobs/"+job+"/runs", string(body))
 	if code != http.StatusCreated {
-		s.t.Fatalf("trigger %s: %d %s", job, code, data)
+		s.fatalf("trigger %s: %d %s", job, code, data)
 	}
 	var run runJSON
 	if err := json.Unmarshal(data, &run); err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	if hdr.Get("Location") != fmt.Sprintf("/api/runs/%d", run.ID) {
 		s.t.Errorf("Location = %q", hdr.Get("Location"))
@@ -143,14 +164,20 @@ func (s *testServer) trigger(job string, params map[string]string) runJSON {
 // waitRun long-polls the API until cond holds.
 func (s *testServer) waitRun(id int64, cond func(*runJSON) bool) runJSON {
 	s.t.Helper()
-	timeout := time.Now().Add(deadline)
+	return s.waitRunWithin(id, cond, deadline)
+}
+
+// waitRunWithin is waitRun with a deadline of its own.
+func (s *testServer) waitRunWithin(id int64, cond func(*runJSON) bool, within time.Duration) runJSON {
+	s.t.Helper()
+	timeout := time.Now().Add(within)
 	etag := ""
 	var run runJSON
 	for time.Now().Before(timeout) {
 		code, hdr, data := s.do("GET", fmt.Sprintf("/api/runs/%d?wait=10s", id), "", "If-None-Match", etag)
 		if code == http.StatusOK {
 			if err := json.Unmarshal(data, &run); err != nil {
-				s.t.Fatal(err)
+				s.fatalf("%v", err)
 			}
 			etag = hdr.Get("ETag")
 			if cond(&run) {
@@ -158,7 +185,7 @@ func (s *testServer) waitRun(id int64, cond func(*runJSON) bool) runJSON {
 			}
 		}
 	}
-	s.t.Fatalf("run #%d: condition not met; last %+v", id, run)
+	s.fatalf("run #%d: condition not met; last %+v", id, run)
 	return run
 }
 
@@ -169,7 +196,7 @@ func (s *testServer) logFile(id int64) []byte {
 	s.t.Helper()
 	data, err := os.ReadFile(filepath.Join(s.Data, "logs", fmt.Sprintf("%d.log", id)))
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	return data
 }
@@ -190,7 +217,7 @@ func (s *testServer) events(path string, n int, hdr ...string) sseResult {
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		b, _ := io.ReadAll(resp.Body)
-		s.t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		s.fatalf("%s: %d %s", path, resp.StatusCode, b)
 	}
 	var res sseResult
 	dec := streams.NewDecoder(resp.Body)
@@ -201,7 +228,7 @@ func (s *testServer) events(path string, n int, hdr ...string) sseResult {
 			if errors.Is(err, io.EOF) {
 				return res
 			}
-			s.t.Fatalf("%s: %v", path, err)
+			s.fatalf("%s: %v", path, err)
 		}
 		res.events = append(res.events, ev)
 		switch ev.Name {

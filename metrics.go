@@ -56,6 +56,7 @@ func (s *server) getMetrics(c echo.Context) error {
 	direct, partial := s.hub.DirectWrites()
 	fmt.Fprintf(&b, "# HELP shiplog_stream_direct_writes_total Live log events written straight to waiting viewers by the log's follower.\n# TYPE shiplog_stream_direct_writes_total counter\nshiplog_stream_direct_writes_total %d\n", direct)
 	fmt.Fprintf(&b, "# HELP shiplog_stream_direct_partial_writes_total Direct writes the socket took only in part; the viewer wrote the rest.\n# TYPE shiplog_stream_direct_partial_writes_total counter\nshiplog_stream_direct_partial_writes_total %d\n", partial)
+	fmt.Fprintf(&b, "# HELP shiplog_stream_cutoffs_total Viewers cut off for falling behind the live log; each catches up from the file.\n# TYPE shiplog_stream_cutoffs_total counter\nshiplog_stream_cutoffs_total %d\n", s.hub.Cutoffs())
 	fmt.Fprintf(&b, "# HELP shiplog_lines_streamed_total Log lines sent to viewers.\n# TYPE shiplog_lines_streamed_total counter\nshiplog_lines_streamed_total %d\n", s.linesStreamed.Load())
 	d := s.durations
 	d.mu.Lock()

@@ -15,7 +15,7 @@ import (
 // the real binary serving the demo jobs.
 func TestReadmeScripts(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
+		t.Fatal("the README's examples use curl: install it (CI does)")
 	}
 	readme, err := os.ReadFile("README.md")
 	if err != nil {

@@ -197,12 +197,14 @@ func (c *Cursor) Accept(b *Batch, ok bool) {
 	c.pending = b.from(c.next)
 }
 
-// from returns the part of b at or after offset, nil if none.
+// from returns the part of b at or after offset: nil if none, and nil if b
+// starts after offset, for the gap must be read from the file (the caller
+// has moved its live limit to b.End), never skipped.
 func (b *Batch) from(offset int64) *Batch {
-	if b.End <= offset {
+	if b.End <= offset || b.Start > offset {
 		return nil
 	}
-	if b.Start >= offset {
+	if b.Start == offset {
 		return b
 	}
 	pos := b.Start

@@ -125,7 +125,12 @@ type Hub struct {
 	wg        sync.WaitGroup
 
 	direct, partial atomic.Int64 // see DirectWrites
+	cutoffs         atomic.Int64 // see Cutoffs
 }
+
+// Cutoffs counts viewers cut off for falling subBuffer batches behind; each
+// caught up from the file.
+func (h *Hub) Cutoffs() int64 { return h.cutoffs.Load() }
 
 // DirectWrites counts the live events followers wrote straight to waiting
 // viewers' sockets, and how many of those the socket took only in part
@@ -163,7 +168,6 @@ func (h *Hub) Followers() int {
 // delivers up to there, ends its subscriptions and stops.
 func (h *Hub) Finish(key string, size int64) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if _, ok := h.ended[key]; !ok {
 		h.ended[key] = size
 		h.endedFIFO = append(h.endedFIFO, key)
@@ -172,8 +176,10 @@ func (h *Hub) Finish(key string, size int64) {
 			h.endedFIFO = h.endedFIFO[1:]
 		}
 	}
-	if f, ok := h.followers[key]; ok {
-		f.finish(size)
+	f := h.followers[key]
+	h.mu.Unlock()
+	if f != nil {
+		f.finish(size) // its own lock, after the hub's (see subscribe)
 	}
 }
 
@@ -259,30 +265,46 @@ func (s *subscription) direct(b *Batch) bool {
 
 // subscribe attaches to the follower of key, starting it if needed. When the
 // log is already known to be complete it returns its final size instead.
+// The hub's lock and a follower's are taken one after the other, never one
+// inside the other: a follower busy writing to a thousand viewers holds its
+// own lock, and must not hold up subscribers of every other run.
 func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, -1, ErrClosed
-	}
-	if size, ok := h.ended[key]; ok {
-		return nil, size, nil
-	}
-	f, ok := h.followers[key]
-	if !ok {
-		var err error
-		f, err = h.startFollower(key, path)
-		if err != nil {
-			return nil, -1, err
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, -1, ErrClosed
 		}
-		h.followers[key] = f
+		if size, ok := h.ended[key]; ok {
+			h.mu.Unlock()
+			return nil, size, nil
+		}
+		f, ok := h.followers[key]
+		if !ok {
+			var err error
+			f, err = h.startFollower(key, path)
+			if err != nil {
+				h.mu.Unlock()
+				return nil, -1, err
+			}
+			h.followers[key] = f
+		}
+		h.mu.Unlock()
+
+		s := &subscription{c: make(chan *Batch, subBuffer), f: f, final: -1}
+		f.mu.Lock()
+		if f.gone {
+			// It ended between the two locks: once it has left the hub,
+			// look again (the log is complete, or a new follower starts).
+			f.mu.Unlock()
+			<-f.exited
+			continue
+		}
+		s.start = f.committed
+		f.subs[s] = struct{}{}
+		f.mu.Unlock()
+		return s, -1, nil
 	}
-	s := &subscription{c: make(chan *Batch, subBuffer), f: f, final: -1}
-	f.mu.Lock()
-	s.start = f.committed
-	f.subs[s] = struct{}{}
-	f.mu.Unlock()
-	return s, -1, nil
 }
 
 // unsubscribe detaches s. The follower keeps following until its run ends
@@ -316,8 +338,10 @@ type follower struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	finishC  chan struct{}
+	exited   chan struct{} // closed once run has returned and left the hub
 
 	mu        sync.Mutex
+	gone      bool // ended for good: subscribers must look again
 	subs      map[*subscription]struct{}
 	committed int64 // end of the last line published; written (locked) and read (not) only by run
 	final     int64 // -1 until the run has finished
@@ -377,7 +401,7 @@ func (h *Hub) startFollower(key, path string) (*follower, error) {
 		return nil, err
 	}
 	f := &follower{
-		h: h, key: key, path: path, t: t, file: file, stop: make(chan struct{}), finishC: make(chan struct{}, 1),
+		h: h, key: key, path: path, t: t, file: file, stop: make(chan struct{}), finishC: make(chan struct{}, 1), exited: make(chan struct{}),
 		subs: map[*subscription]struct{}{}, committed: start, tailAt: start, final: -1,
 	}
 	h.wg.Add(1)
@@ -404,9 +428,13 @@ func (f *follower) run() {
 		// watch, and a second removal would corrupt the shared count.
 		_ = f.t.Stop()
 		f.file.Close()
+		f.mu.Lock()
+		f.gone = true // every way out has set it already, with its last end
+		f.mu.Unlock()
 		f.h.mu.Lock()
 		f.h.retire(f)
 		f.h.mu.Unlock()
+		close(f.exited)
 	}()
 	// nxadm/tail registers its inotify watch only after a read hits the end
 	// of the file, and does not look again: a write in between goes unseen
@@ -448,6 +476,7 @@ func (f *follower) run() {
 			seen = f.committed
 		case <-f.stop:
 			f.mu.Lock()
+			f.gone = true
 			f.end(false)
 			f.mu.Unlock()
 			return
@@ -465,6 +494,7 @@ func (f *follower) run() {
 			if !ok {
 				f.h.log.Warn("log follower stopped", "key", f.key, "err", f.t.Err())
 				f.mu.Lock()
+				f.gone = true
 				f.end(false)
 				f.mu.Unlock()
 				return
@@ -591,6 +621,7 @@ func (f *follower) publish(b *Batch) {
 			// Full: cut this viewer off; it catches up from the file.
 			delete(f.subs, s)
 			close(s.c)
+			f.h.cutoffs.Add(1)
 		}
 	}
 }
@@ -607,6 +638,7 @@ func (f *follower) complete() bool {
 	f.h.retire(f)
 	f.h.mu.Unlock()
 	f.mu.Lock()
+	f.gone = true
 	f.end(true)
 	f.mu.Unlock()
 	return true
