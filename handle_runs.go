@@ -18,8 +18,10 @@ import (
 	"github.com/shiplog/shiplog/jobs"
 )
 
-// maxWait bounds a long poll.
-const maxWait = 60 * time.Second
+// maxWait bounds a long poll: under the 60 s that proxies commonly wait for
+// an answer (nginx's proxy_read_timeout), so a poll through one is answered
+// by shiplog, never cut by the proxy with a 504.
+const maxWait = 55 * time.Second
 
 func (s *server) listJobs(c echo.Context) error {
 	ctx := c.Request().Context()
