@@ -111,6 +111,7 @@ func TestAPIErrors(t *testing.T) {
 		{"not a choice", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "dev"}}`, nil, 400, "ENV"},
 		{"pattern", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "prod", "VERSION": "v1; rm -rf /"}}`, nil, 400, "VERSION"},
 		{"unknown param", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "prod", "X": "1"}}`, nil, 400, "X"},
+		{"param given twice", "POST", "/api/jobs/deploy/runs", `{"params": {"ENV": "staging", "ENV": "prod"}}`, nil, 400, "ENV"},
 		{"oversized body", "POST", "/api/jobs/quick/runs", `{"params": {"A": "` + strings.Repeat("x", 70<<10) + `"}}`, nil, 413, ""},
 		{"run id not a number", "GET", "/api/runs/abc", "", nil, 400, "id"},
 		{"negative run id", "GET", "/api/runs/-1", "", nil, 400, "id"},

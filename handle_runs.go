@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,7 +47,46 @@ func (s *server) lastRun(ctx context.Context, job string) (*jobs.Run, error) {
 }
 
 type createRunRequest struct {
-	Params map[string]any `json:"params"`
+	Params paramMap `json:"params"`
+}
+
+// paramMap is the params object. A name given twice is refused: parsers
+// disagree on which value wins, so a proxy that checked one could let the
+// other through.
+type paramMap map[string]any
+
+func (m *paramMap) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		*m = nil
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return badRequest("params", "invalid JSON: params must be an object of names and values")
+	}
+	out := paramMap{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name := tok.(string) // object keys are strings
+		if _, dup := out[name]; dup {
+			return badRequest(name, "%s is given twice", truncate(name, 40))
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		out[name] = v
+	}
+	*m = out
+	return nil
 }
 
 // paramValues takes strings, and numbers and booleans as their text. A
@@ -76,6 +116,10 @@ func decodeJSON(c echo.Context, v any) error {
 		var he *echo.HTTPError
 		if errors.As(err, &he) {
 			return he // body too large
+		}
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return ae
 		}
 		if errors.Is(err, io.EOF) {
 			return nil // no body: no parameters
