@@ -223,6 +223,37 @@ func viewer(ctx context.Context, url string, onLine func(string), connected ...*
 	}
 }
 
+// subscribeLatencies opens k event streams of a quiet run one after another
+// and times each from the request to its first status event (sent once the
+// stream has subscribed to the run's follower).
+func subscribeLatencies(b *testing.B, base, path string, k int) []time.Duration {
+	var out []time.Duration
+	addr := strings.TrimPrefix(base, "http://")
+	for range k {
+		start := time.Now()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return out
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr)
+		r := bufio.NewReader(c)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				b.Error(err)
+				break
+			}
+			if l == "event: status\n" {
+				out = append(out, time.Since(start))
+				break
+			}
+		}
+		c.Close()
+	}
+	return out
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
@@ -516,10 +547,19 @@ func BenchmarkLoad(b *testing.B) {
 		// received live.
 		run := s.trigger(b, "print", map[string]string{"SPEC": "200,1000", "GATED": "1"})
 		views := dialViewers(b, strings.TrimPrefix(s.url, "http://"), fmt.Sprintf("/api/runs/%d/events", run), n)
+		// Subscribing to a quiet run, while this one has n viewers: a
+		// follower busy writing to them must not hold up other runs.
+		quiet := s.trigger(b, "idle", nil)
+		quietPath := fmt.Sprintf("/api/runs/%d/events", quiet)
+		idleSub := subscribeLatencies(b, s.url, quietPath, 50) // baseline: before the load
 		cpu0, self0, t0 := s.cpu(b), selfCPU(), time.Now()
 		s.release(run)
+		busySub := make(chan []time.Duration, 1)
+		go func() { busySub <- subscribeLatencies(b, s.url, quietPath, 50) }()
 		lat := views.latencies()
 		views.close()
+		sub := <-busySub
+		s.release(quiet)
 		wall := time.Since(t0)
 		if len(lat) != n*1000 {
 			b.Fatalf("%d viewers got %d lines, want %d", n, len(lat), n*1000)
@@ -530,6 +570,8 @@ func BenchmarkLoad(b *testing.B) {
 		bp50, bp99 := baselineFanout(b, n, 1000)
 		add(row{fmt.Sprintf("latency p50, %d viewers, 200 lines/s", n), ms(p50), ms(bp50), ratio(float64(p50), float64(bp50))})
 		add(row{fmt.Sprintf("latency p99, %d viewers, 200 lines/s", n), ms(p99), ms(bp99), ratio(float64(p99), float64(bp99))})
+		sp99, ip99 := percentile(sub, .99), percentile(idleSub, .99)
+		add(row{fmt.Sprintf("  subscribe to a quiet run p99, beside %d viewers", n), ms(sp99), ms(ip99), ratio(float64(sp99), float64(ip99))})
 	}
 
 	// Throughput: 1,000,000 lines as fast as the job prints, 10 viewers.
