@@ -13,10 +13,14 @@ func fmtMsg(format string, args ...any) string { return fmt.Sprintf(format, args
 // runJSON is the API's view of a run.
 type runJSON struct {
 	*jobs.Run
-	DurationMS *int64        `json:"duration_ms"`
-	Log        logJSON       `json:"log"`
-	Links      linksJSON     `json:"links"`
-	Progress   jobs.Progress `json:"progress"`
+	DurationMS *int64 `json:"duration_ms"`
+	// Log is there once the run has finished. While it runs, its size and
+	// line count change with every line: they are in the X-Log-Bytes and
+	// X-Log-Lines headers instead, so the ETag moves only with state,
+	// progress and annotations, and polls stay cheap 304s.
+	Log      *logJSON      `json:"log,omitempty"`
+	Links    linksJSON     `json:"links"`
+	Progress jobs.Progress `json:"progress"`
 }
 
 type logJSON struct {
@@ -35,12 +39,14 @@ func toRunJSON(r *jobs.Run, now time.Time) runJSON {
 	id := strconv.FormatInt(r.ID, 10)
 	out := runJSON{
 		Run: r,
-		Log: logJSON{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut},
 		Links: linksJSON{
 			Page:   "/runs/" + id,
 			Log:    "/api/runs/" + id + "/log",
 			Events: "/api/runs/" + id + "/events",
 		},
+	}
+	if r.State.Finished() {
+		out.Log = &logJSON{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut}
 	}
 	if r.Progress != nil {
 		out.Progress = *r.Progress

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -154,8 +155,9 @@ func (c *client) follow(ctx context.Context, id int64, out io.Writer, progress f
 		}
 	}
 	var offset int64
-	failures := 0
+	failures := 0 // in a row, without getting further
 	for {
+		before := offset
 		run, err := once(ctx, id, &offset, out, progress)
 		if run != nil || ctx.Err() != nil {
 			return run, err
@@ -164,17 +166,31 @@ func (c *client) follow(ctx context.Context, id int64, out io.Writer, progress f
 		if errors.As(err, &ee) && ee.code != exitUnreachable {
 			return nil, err
 		}
+		if offset > before {
+			failures = 0 // a flaky link that keeps delivering is followed for good
+		}
 		failures++
-		if failures > 30 {
+		if failures > maxFollowFailures {
 			return nil, err
 		}
-		// Back off a little, then resume where we stopped.
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(time.Duration(min(failures, 5)) * 300 * time.Millisecond):
+		case <-time.After(backoff(failures)):
 		}
 	}
+}
+
+// maxFollowFailures is how many reconnects in a row may fail to get any
+// further before a follow gives up: with backoff, about two minutes.
+const maxFollowFailures = 20
+
+// backoff is the wait before reconnect n (from 1): doubling from 200 ms up
+// to 8 s, with jitter of ±50% so that many clients cut at once do not come
+// back at once.
+func backoff(n int) time.Duration {
+	d := 200 * time.Millisecond << min(n-1, 5)
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
 }
 
 func (c *client) followOnce(ctx context.Context, id int64, offset *int64, out io.Writer, progress func(*runJSON)) (*runJSON, error) {
@@ -184,6 +200,14 @@ func (c *client) followOnce(ctx context.Context, id int64, offset *int64, out io
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		// Resumed at the end of a finished run: nothing more to come.
+		var run runJSON
+		if err := c.getJSON(ctx, "/api/runs/"+strconv.FormatInt(id, 10), &run); err != nil {
+			return nil, err
+		}
+		return &run, nil
+	}
 	dec := streams.NewDecoder(resp.Body)
 	for {
 		ev, err := dec.Next()

@@ -329,3 +329,49 @@ func openPTY(t *testing.T) (master, tty *os.File) {
 	t.Cleanup(func() { m.Close(); s.Close() })
 	return m, s
 }
+
+// A follow over a flaky link goes on as long as each reconnect gets
+// further, however many times it is cut, and reproduces the log exactly.
+func TestCLIFollowSurvivesAFlakyLink(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  many:
+    run: |
+      i=0
+      while [ $i -lt 40000 ]; do i=$((i+1)); echo "line $i of a log that a flaky link cuts many times"; done
+`)
+	many := s.trigger("many", nil)
+	s.waitRun(many.ID, isFinished)
+	proxy := newCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 48<<10) // more than an event: each connection gets further
+	ctx, cancel := context.WithTimeout(context.Background(), 2*deadline)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"logs", "--server", proxy.URL(), fmt.Sprint(many.ID), "-f"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("logs -f through a flaky link: %v (after %d cuts, %d bytes)", err, proxy.cuts.Load(), stdout.Len())
+	}
+	if cuts := proxy.cuts.Load(); cuts <= maxFollowFailures+10 {
+		t.Fatalf("only %d cuts: the test needs more than the old limit of 30", cuts)
+	}
+	if want := s.logFile(many.ID); !bytes.Equal(stdout.Bytes(), want) {
+		t.Errorf("followed %d bytes, the log has %d", stdout.Len(), len(want))
+	}
+}
+
+func TestCLIClientFlagsBeforeTheCommand(t *testing.T) {
+	s := startServer(t, cliConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"--server", s.URL, "run", "fail", "-p", "CODE=0", "--follow"}, &stdout, &stderr); err != nil {
+		t.Errorf("--server before run: %v (%s)", err, stderr.String())
+	}
+	if err := run(ctx, []string{"--server=" + s.URL, "jobs"}, &stdout, &stderr); err != nil {
+		t.Errorf("--server=URL before jobs: %v", err)
+	}
+	err := run(ctx, []string{"--addr", "127.0.0.1:0", "run", "ok"}, &stdout, &stderr)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(ee.msg, "--addr is not a flag of \"run\"") {
+		t.Errorf("a serve flag before run: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -114,7 +115,7 @@ func TestEventsReplayResumeAndTail(t *testing.T) {
 	// Headers.
 	code, hdr, _ := s.do("GET", path+"?tail=0", "")
 	if code != 200 || hdr.Get("Content-Type") != "text/event-stream; charset=utf-8" ||
-		hdr.Get("Cache-Control") != "no-cache" || hdr.Get("X-Accel-Buffering") != "no" {
+		hdr.Get("Cache-Control") != "no-cache, no-transform" || hdr.Get("X-Accel-Buffering") != "no" {
 		t.Errorf("headers %d %v", code, hdr)
 	}
 }
@@ -321,10 +322,16 @@ func TestEventStreamConnectionsLeaveNothingBehind(t *testing.T) {
 	}
 	// A first stream warms up what lives for the whole run: its follower.
 	c, r, head := open()
-	for _, want := range []string{"HTTP/1.1 200 OK\r\n", "Content-Type: text/event-stream; charset=utf-8\r\n", "Cache-Control: no-cache\r\n", "X-Accel-Buffering: no\r\n", "Connection: close\r\n"} {
+	for _, want := range []string{"HTTP/1.1 200 OK\r\n", "Content-Type: text/event-stream; charset=utf-8\r\n", "Cache-Control: no-cache, no-transform\r\n",
+		"X-Accel-Buffering: no\r\n", "Connection: close\r\n", "Transfer-Encoding: chunked\r\n"} {
 		if !strings.Contains(head, want) {
 			t.Errorf("head lacks %q:\n%s", want, head)
 		}
+	}
+	// The first chunk is the retry hint alone: small, so a compressing
+	// proxy passes it on at once.
+	if l, _ := r.ReadString('\n'); l != "d\r\n" {
+		t.Errorf("first chunk header %q, want the 13 bytes of the retry hint", l)
 	}
 	if l, _ := r.ReadString('\n'); l != "retry: 2000\n" {
 		t.Errorf("first line of the body %q", l)
@@ -343,7 +350,8 @@ func TestEventStreamConnectionsLeaveNothingBehind(t *testing.T) {
 	before := runtime.NumGoroutine()
 
 	for i := range 200 {
-		c, r, _ := open()
+		c, raw, _ := open()
+		r := bufio.NewReader(httputil.NewChunkedReader(raw))
 		if i%2 == 0 { // read into the stream first: retry, window, status
 			for ev := 0; ev < 3; {
 				l, err := r.ReadString('\n')
@@ -428,7 +436,8 @@ jobs:
 			break
 		}
 	}
-	dec := streams.NewDecoder(stuck)
+	body := httputil.NewChunkedReader(stuck)
+	dec := streams.NewDecoder(body)
 	want := 1
 	for {
 		ev, err := dec.Next()
@@ -450,6 +459,11 @@ jobs:
 	}
 	if want != n+1 {
 		t.Fatalf("the stuck viewer got %d lines, want %d", want-1, n)
+	}
+	// After end the body closes with its last chunk: a clean end, which a
+	// client tells from a cut connection.
+	if rest, err := io.ReadAll(body); err != nil || len(rest) != 0 {
+		t.Errorf("after end: %q, %v; want the chunked body to end cleanly", rest, err)
 	}
 }
 
@@ -512,5 +526,47 @@ jobs:
 	var sum map[string]any
 	if code != 200 || json.Unmarshal([]byte(lines[len(lines)-1]), &sum) != nil || sum["timed_out"] != true || sum["done"] != true {
 		t.Errorf("search past its budget: %d %s", code, body)
+	}
+}
+
+// What clients and proxies need of the wire: a finished stream tells a
+// resuming client to stop (204), an empty suffix range is unsatisfiable, and
+// a running run's JSON leaves out the growing log size, given in headers.
+func TestWireDetailsForClientsAndProxies(t *testing.T) {
+	s := startServer(t, eventsConfig)
+	run := s.trigger("printer", map[string]string{"N": "3"})
+	s.waitRun(run.ID, isWaiting)
+	code, hdr, body := s.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "")
+	if code != 200 || strings.Contains(string(body), `"log":{`) || hdr.Get("X-Log-Lines") != "1" || hdr.Get("X-Log-Bytes") != "22" {
+		t.Errorf("running: %d log headers %q %q, body %s", code, hdr.Get("X-Log-Bytes"), hdr.Get("X-Log-Lines"), body)
+	}
+	code, hdr2, _ := s.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "", "If-None-Match", hdr.Get("ETag"))
+	if code != http.StatusNotModified || hdr2.Get("X-Log-Lines") != "1" {
+		t.Errorf("running, unchanged: %d lines %q", code, hdr2.Get("X-Log-Lines"))
+	}
+	s.release(run.ID)
+	done := s.waitRun(run.ID, isFinished)
+	if done.Log == nil || done.Log.Lines != 7 {
+		t.Fatalf("finished: log %+v", done.Log)
+	}
+	size := len(s.logFile(run.ID))
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+	for _, hdr := range [][]string{{"Last-Event-ID", strconv.Itoa(size)}} {
+		if code, _, body := s.do("GET", path, "", hdr...); code != http.StatusNoContent || len(body) != 0 {
+			t.Errorf("resume at the end of a finished run: %d %q", code, body)
+		}
+	}
+	if code, _, _ := s.do("GET", path+"?after="+strconv.Itoa(size), ""); code != http.StatusNoContent {
+		t.Errorf("after= the end of a finished run: %d", code)
+	}
+	if res := s.events(path, 0, "Last-Event-ID", "0"); !res.ended || len(res.lines) != 7 {
+		t.Errorf("resume from the start still streams: %d lines", len(res.lines))
+	}
+	code, hdr, body = s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), "", "Range", "bytes=-0")
+	if code != http.StatusRequestedRangeNotSatisfiable || hdr.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
+		t.Errorf("Range bytes=-0: %d %q %q", code, hdr.Get("Content-Range"), body)
+	}
+	if code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), "", "Range", "bytes=-3"); code != http.StatusPartialContent || len(body) != 3 {
+		t.Errorf("Range bytes=-3: %d %q", code, body)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -71,6 +72,23 @@ func logStart(c echo.Context, path string) (int64, error) {
 	return 0, nil
 }
 
+// unsatisfiable reports whether a bytes Range selects nothing of a body of
+// size bytes because of a zero-length suffix ("bytes=-0"), which RFC 9110
+// makes unsatisfiable; ServeContent handles every other form.
+func unsatisfiable(rangeHeader string, size int64) bool {
+	spec, ok := strings.CutPrefix(strings.TrimSpace(rangeHeader), "bytes=")
+	if !ok {
+		return false
+	}
+	for _, r := range strings.Split(spec, ",") {
+		r = strings.TrimSpace(r)
+		if suffix, ok := strings.CutPrefix(r, "-"); !ok || strings.TrimLeft(suffix, "0") != "" || suffix == "" {
+			return false // a range that may select something
+		}
+	}
+	return true
+}
+
 // errLogGone is the answer for a run whose log file is missing: deleted by
 // hand or lost with the disk. Saying so beats serving an empty log as if
 // the run had printed nothing.
@@ -117,10 +135,19 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A client resuming at the very end of a finished run has everything:
+	// 204 tells EventSource to stop for good (any status but 200 does), so
+	// a page left open does not reconnect every few seconds forever.
+	resumed := c.Request().Header.Get("Last-Event-ID") != "" || c.QueryParam("after") != ""
+	if resumed && run.State.Finished() {
+		if st, err := os.Stat(path); err == nil && from >= st.Size() {
+			return c.NoContent(http.StatusNoContent)
+		}
+	}
 	if c.Request().Method == http.MethodHead {
 		h := c.Response().Header()
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-		h.Set("Cache-Control", "no-cache")
+		h.Set("Cache-Control", "no-cache, no-transform")
 		return c.NoContent(http.StatusOK)
 	}
 	line, err := streams.LineNumber(path, from)
@@ -206,6 +233,12 @@ func (s *server) getRunLog(c echo.Context) error {
 	var mod time.Time
 	if run.State.Finished() && run.FinishedAt != nil {
 		mod = *run.FinishedAt
+	}
+	if r := c.Request().Header.Get("Range"); r != "" && unsatisfiable(r, end) {
+		// net/http's ServeContent answers "bytes=-0" with a 206 and an
+		// invalid Content-Range: a suffix of no bytes selects nothing.
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", end))
+		return c.NoContent(http.StatusRequestedRangeNotSatisfiable)
 	}
 	// Only whole lines: a line being written is served when it is complete.
 	http.ServeContent(extendWrites(c.Response()), c.Request(), "", mod, io.NewSectionReader(f, 0, end))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/streams"
 )
 
 // maxWait bounds a long poll: under the 60 s that proxies commonly wait for
@@ -329,6 +330,7 @@ func (s *server) getRun(c echo.Context) error {
 		etag := etagOf(body)
 		h.Set("ETag", etag)
 		h.Set("X-Run-State", string(run.State))
+		s.setLogHeaders(h, run)
 		if !etagMatch(inm, etag) {
 			return c.JSONBlob(http.StatusOK, body)
 		}
@@ -350,6 +352,26 @@ func (s *server) getRun(c echo.Context) error {
 			return nil
 		}
 	}
+}
+
+// setLogHeaders says how far a run's log has got: live while it runs (the
+// JSON leaves it out then, see runJSON.Log).
+func (s *server) setLogHeaders(h http.Header, run *jobs.Run) {
+	size, lines := run.LogBytes, run.LogLines
+	if !run.State.Finished() {
+		path := s.runner.LogPath(run.ID)
+		end, err := streams.LogEnd(path)
+		if err != nil {
+			return
+		}
+		n, err := streams.LineNumber(path, end)
+		if err != nil {
+			return
+		}
+		size, lines = end, n-1
+	}
+	h.Set("X-Log-Bytes", strconv.FormatInt(size, 10))
+	h.Set("X-Log-Lines", strconv.FormatInt(lines, 10))
 }
 
 // cancelByRequest cancels the :id run if the caller may; the API and the

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -35,6 +36,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if c, rest, err := leadingClientFlags(args); err != nil {
+		return err
+	} else if c != "" {
+		cmd, args = c, rest
 	}
 	switch cmd {
 	case "serve":
@@ -61,6 +66,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	default:
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("unknown command %q\n\n%s", cmd, usage)}
 	}
+}
+
+// clientCommands are the commands that talk to a server.
+var clientCommands = map[string]bool{"run": true, "status": true, "logs": true, "jobs": true, "cancel": true}
+
+// leadingClientFlags reads "shiplog --server URL run JOB": client flags put
+// before the command. It returns the command and its arguments with those
+// flags first, or "" when args hold no client command (a serve command
+// line). A serve flag before a client command is an error that says so.
+func leadingClientFlags(args []string) (cmd string, rest []string, err error) {
+	var lead []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			if !clientCommands[a] {
+				return "", nil, nil
+			}
+			return a, append(lead, args[i+1:]...), nil
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "server" {
+			for _, later := range args[i+1:] {
+				if clientCommands[later] {
+					return "", nil, &exitError{code: exitUsage, msg: fmt.Sprintf("%s is not a flag of %q: give client flags (--server) before or after the command, and serve flags only to serve", a, later)}
+				}
+			}
+			return "", nil, nil
+		}
+		lead = append(lead, a)
+		if !hasValue && i+1 < len(args) {
+			i++
+			lead = append(lead, args[i])
+		}
+	}
+	return "", nil, nil
 }
 
 const usage = `shiplog: deploy jobs, watch their logs live, poll their status.

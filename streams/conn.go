@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 )
 
 // eventWriter sends a stream's bytes. Over HTTP/1 it takes the connection
 // over from net/http after the handler has chosen its headers: each write is
-// then one write to the socket, with no chunk framing and none of net/http's
-// per-connection buffers kept for the life of the stream (a viewer mostly
-// waits). The body ends when the connection closes. Over HTTP/2, or through
-// a writer that cannot be taken over, it writes and flushes the response.
+// then one chunk of a chunked body, written with one system call, and none
+// of net/http's per-connection buffers are kept for the life of the stream
+// (a viewer mostly waits). The chunked framing matters: a connection cut
+// mid-stream is then an error to the client (and to a proxy between), not
+// a clean end of the body. Over HTTP/2, or through a writer that cannot be
+// taken over, it writes and flushes the response.
 type eventWriter struct {
 	conn     net.Conn        // taken over; nil: through w
 	raw      syscall.RawConn // conn's socket, if it has one
@@ -23,6 +26,30 @@ type eventWriter struct {
 	rc       *http.ResponseController
 	timeout  time.Duration
 	deadline time.Time // the write deadline set last
+	chunked  bool      // conn's body is chunked: write frames each write
+}
+
+var crlf = []byte("\r\n")
+
+// writeRaw sends bytes framed already: the rest of a chunk that a direct
+// write from the follower left over.
+func (e *eventWriter) writeRaw(p []byte) error {
+	if !e.chunked {
+		return e.write(p)
+	}
+	e.chunked = false
+	err := e.write(p)
+	e.chunked = true
+	return err
+}
+
+// end closes a chunked body properly, after the stream's last event: the
+// client tells this clean end from a cut connection.
+func (e *eventWriter) end() error {
+	if !e.chunked {
+		return nil
+	}
+	return e.writeRaw([]byte("0\r\n\r\n"))
 }
 
 // newEventWriter sends the status line and headers w holds. The returned
@@ -51,6 +78,7 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	h := w.Header().Clone()
 	h.Set("Connection", "close")
+	h.Set("Transfer-Encoding", "chunked")
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	if err := h.Write(&head); err != nil {
 		conn.Close()
@@ -61,6 +89,7 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 		conn.Close()
 		return nil, nil, nil, err
 	}
+	e.chunked = true // the body from here on
 	// net/http no longer watches the connection: a read that fails is
 	// the client going away. A client sends nothing more on a stream;
 	// anything it does send is read and dropped.
@@ -88,6 +117,16 @@ func (e *eventWriter) write(p []byte) error {
 		}
 	}
 	if e.conn != nil {
+		if e.chunked {
+			var hdr [18]byte
+			h := strconv.AppendInt(hdr[:0], int64(len(p)), 16)
+			h = append(h, "\r\n"...)
+			bufs := net.Buffers{h, p, crlf}
+			if _, err := bufs.WriteTo(e.conn); err != nil {
+				return fmt.Errorf("write events: %w", err)
+			}
+			return nil
+		}
 		if _, err := e.conn.Write(p); err != nil {
 			return fmt.Errorf("write events: %w", err)
 		}

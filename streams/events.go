@@ -52,7 +52,8 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
+	// no-transform: a proxy that compresses must not hold events back.
+	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
 	out, ctx, cancel, err := newEventWriter(ctx, w, opts.WriteTimeout)
 	if err != nil {
@@ -82,9 +83,16 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		pooled, buf = nil, nil
 	}
 	defer release()
+	// The first write is small and goes at once: a compressing proxy
+	// (Caddy's encode) that sees a first write of 512 bytes or more holds
+	// the stream until it ends.
 	buf = append(buf, "retry: "...)
 	buf = strconv.AppendInt(buf, opts.Retry.Milliseconds(), 10)
 	buf = append(buf, "\n\n"...)
+	if err := out.write(buf); err != nil {
+		return err
+	}
+	buf = buf[:0]
 	if opts.Window != nil {
 		buf = AppendEvent(buf, "window", opts.Window)
 	}
@@ -133,14 +141,19 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 					}
 				}
 				buf = AppendEvent(buf, "end", data)
-				return write()
+				if err := write(); err != nil {
+					return err
+				}
+				return out.end()
 			}
 			if errors.Is(err, ErrClosed) {
 				// The server is going away: say so, and EventSource
 				// reconnects (to the next server) after the retry hint.
 				buf = AppendEvent(buf, "shutdown", []byte(`{}`))
 				out.hurry(time.Second)
-				_ = write()
+				if write() == nil {
+					_ = out.end()
+				}
 				return err
 			}
 			if err != nil {
@@ -199,7 +212,12 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			ping = true
 		}
 		if parked {
-			buf = append(buf, cur.unpark()...)
+			// The rest of a chunk the follower began: framed already.
+			if rest := cur.unpark(); len(rest) > 0 {
+				if err := out.writeRaw(rest); err != nil {
+					return err
+				}
+			}
 		}
 		if received {
 			cur.Accept(got, ok)

@@ -13,22 +13,41 @@ import (
 // need it are written as escapeMark + the line with \ and CR escaped.
 const escapeMark = '\x1e'
 
-func needsEscape(line []byte, alone bool) bool {
-	return (len(line) > 0 && line[0] == escapeMark) || bytes.IndexByte(line, '\r') >= 0 ||
-		// EventSource drops an event whose data is empty, so a batch of one
-		// empty line is sent escaped.
-		(alone && len(line) == 0)
+// needsEscape reports whether a line cannot go out as a data value as it
+// is: SSE reads a CR as a line break; some clients drop an empty data value
+// (EventSource drops an event whose only data is empty, fetch-event-source
+// empty values at an event's start) or strip a byte-order mark; and a line
+// that begins with escapeMark would be taken as escaped.
+func needsEscape(line []byte) bool {
+	return len(line) == 0 || line[0] == escapeMark || bytes.IndexByte(line, '\r') >= 0 ||
+		bytes.HasPrefix(line, []byte("\uFEFF"))
 }
 
-// AppendLogEvent appends b as one "log" event: a data field per line, the id
-// the offset just after its last line.
+// MaxEventBytes bounds one log event's data: r3labs/sse and tmaxmax/go-sse
+// read events into 64 KiB buffers by default. A batch bigger than this goes
+// out as several events (in one write); only a single line longer than it
+// makes a bigger event.
+const MaxEventBytes = 32 << 10
+
+// AppendLogEvent appends b as "log" events of at most MaxEventBytes: a data
+// field per line, then the id, the offset just after the event's last line.
+// The id comes last so that a client that keeps an id as soon as it reads
+// one never keeps the id of an event it did not receive whole.
 func AppendLogEvent(dst []byte, b *Batch) []byte {
-	dst = append(dst, "event: log\nid: "...)
-	dst = strconv.AppendInt(dst, b.End, 10)
-	dst = append(dst, '\n')
+	off := b.Start
+	size := -1 // data bytes in the open event; -1: none open
 	for _, l := range b.Lines {
+		n := len(l) + len("data: \n")
+		if size >= 0 && size+n > MaxEventBytes {
+			dst = appendID(dst, off)
+			size = -1
+		}
+		if size < 0 {
+			dst = append(dst, "event: log\n"...)
+			size = 0
+		}
 		dst = append(dst, "data: "...)
-		if needsEscape(l, len(b.Lines) == 1) {
+		if needsEscape(l) {
 			dst = append(dst, escapeMark)
 			for _, c := range l {
 				switch c {
@@ -44,8 +63,19 @@ func AppendLogEvent(dst []byte, b *Batch) []byte {
 			dst = append(dst, l...)
 		}
 		dst = append(dst, '\n')
+		size += n
+		off += int64(len(l)) + 1
 	}
-	return append(dst, '\n')
+	if size >= 0 {
+		dst = appendID(dst, b.End) // off, for a batch of whole lines
+	}
+	return dst
+}
+
+func appendID(dst []byte, off int64) []byte {
+	dst = append(dst, "id: "...)
+	dst = strconv.AppendInt(dst, off, 10)
+	return append(dst, "\n\n"...)
 }
 
 // AppendEvent appends an event with a single-line data value (JSON).

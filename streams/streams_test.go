@@ -135,7 +135,7 @@ func TestFramingSurvivesAnyBytes(t *testing.T) {
 	lines := []string{
 		"plain", "", "progress 10%\rprogress 100%", "crlf\r", "\r", "nul\x00byte", "bad utf8 \xff\xfe",
 		"\x1eleading mark", `back\slash \r literal`, "  leading spaces", "data: looks like a field", ": comment-like",
-		"\x1b[31mred\x1b[0m", strings.Repeat("long ", 100000),
+		"\x1b[31mred\x1b[0m", strings.Repeat("long ", 100000), "\uFEFFbom first", strings.Repeat("x", MaxEventBytes-10),
 	}
 	for _, l := range lines {
 		for _, batch := range [][]string{{l}, {l, "after"}, {"before", l}} {
@@ -143,23 +143,53 @@ func TestFramingSurvivesAnyBytes(t *testing.T) {
 			for _, x := range batch {
 				bl = append(bl, []byte(x))
 			}
-			enc := AppendLogEvent(nil, &Batch{Start: 0, End: 42, Lines: bl})
-			ev, err := NewDecoder(bytes.NewReader(enc)).Next()
-			if err != nil {
-				t.Fatalf("%q: %v", batch, err)
+			end := int64(0)
+			for _, x := range bl {
+				end += int64(len(x)) + 1
 			}
-			if ev.Name != "log" || ev.ID != "42" {
-				t.Errorf("%q: event %q id %q", batch, ev.Name, ev.ID)
+			enc := AppendLogEvent(nil, &Batch{Start: 0, End: end, Lines: bl})
+			evs := decodeAll(t, enc)
+			var got []string
+			for i, ev := range evs {
+				got = append(got, ev.Lines()...)
+				if ev.Name != "log" {
+					t.Errorf("%q: event %q", batch, ev.Name)
+				}
+				// Each event within what common clients read, unless it is
+				// one line longer than that.
+				if n := len(strings.Join(ev.Data, "\n")); n > MaxEventBytes && len(ev.Data) > 1 {
+					t.Errorf("%q: event %d has %d bytes of data in %d lines", batch, i, n, len(ev.Data))
+				}
+				// What a browser sees: the data fields joined by LF must not
+				// be empty, or EventSource drops the event.
+				if strings.Join(ev.Data, "\n") == "" || strings.HasPrefix(ev.Data[0], "\uFEFF") {
+					t.Errorf("%q: event whose data a client would drop or change", batch)
+				}
 			}
-			if got := ev.Lines(); fmt.Sprint(got) != fmt.Sprint(batch) {
-				t.Errorf("round trip of %q gave %q", batch, got)
+			if last := evs[len(evs)-1].ID; last != strconv.FormatInt(end, 10) {
+				t.Errorf("%q: last id %q, want %d", batch, last, end)
 			}
-			// What a browser sees: the data fields joined by LF must not be
-			// empty, or EventSource drops the event.
-			if strings.Join(ev.Data, "\n") == "" {
-				t.Errorf("%q: event with empty data would be dropped by EventSource", batch)
+			if fmt.Sprint(got) != fmt.Sprint(batch) {
+				t.Errorf("round trip of %.200q gave %.200q", batch, got)
 			}
 		}
+	}
+}
+
+// decodeAll reads every event in enc.
+func decodeAll(t *testing.T, enc []byte) []Event {
+	t.Helper()
+	dec := NewDecoder(bytes.NewReader(enc))
+	var evs []Event
+	for {
+		ev, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			return evs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
 	}
 }
 
