@@ -1,15 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/net/netutil"
 )
 
 // fdReserve is how many file descriptors are kept from clients for the
@@ -51,7 +52,47 @@ func connectionCap(max int, fileLimit uint64) int {
 // the kernel's accept queue until one closes.
 func limitConnections(ln net.Listener, n int, log *slog.Logger) net.Listener {
 	log.Debug("connection cap", "max", n)
-	return netutil.LimitListener(ln, n)
+	return &limitListener{Listener: ln, slots: make(chan struct{}, n)}
+}
+
+// limitListener is netutil.LimitListener's idea, with connections that keep
+// their socket reachable (syscall.Conn): event streams write to waiting
+// viewers' sockets directly, and a wrapper that hid it would stop that.
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{} // waits while every slot is taken
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+// limitedConn gives its slot back when closed, once.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// SyscallConn reaches the socket under the connection.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 // Timeouts for ordinary requests. Streams set their own deadlines per write;

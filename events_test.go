@@ -570,3 +570,34 @@ func TestWireDetailsForClientsAndProxies(t *testing.T) {
 		t.Errorf("Range bytes=-3: %d %q", code, body)
 	}
 }
+
+// Waiting viewers lend their sockets to the log's follower, which writes
+// live lines to them directly (see streams.Hub). Anything between the
+// server and the socket that hides it (a listener wrapper did once) turns
+// that off silently: every line then wakes every viewer's goroutine.
+func TestLiveLinesAreWrittenStraightToWaitingViewers(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  slow:
+    env: {GATE: $$GATE}
+    run: |
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo "line $i"; sleep 0.02; done
+`)
+	run := s.trigger("slow", nil)
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+	results := make(chan sseResult, 3)
+	for range 3 {
+		go func() { results <- s.inBackground().events(path, 0) }()
+	}
+	waitFor(t, "the viewers to connect", func() bool { return s.metric("shiplog_active_streams") == "3" }, deadline)
+	s.release(run.ID)
+	for range 3 {
+		if res := <-results; len(res.lines) != 30 || !res.ended {
+			t.Fatalf("a viewer got %d lines", len(res.lines))
+		}
+	}
+	if n := s.metric("shiplog_stream_direct_writes_total"); n == "0" || n == "?" {
+		t.Errorf("no live line was written straight to a waiting viewer (direct writes %s)", n)
+	}
+}
