@@ -319,9 +319,22 @@
       });
       es.onerror = () => {
         if (this.finished || this.es !== es) return;
-        // EventSource retries by itself with Last-Event-ID; if it gave up
-        // (an HTTP error), start again from our own offset.
-        if (es.readyState === EventSource.CLOSED) setTimeout(() => { if (this.es === es) this.connect(); }, 2000);
+        // EventSource retries by itself with Last-Event-ID. If it stopped
+        // (an HTTP error, or 204: we have the whole log of a finished run),
+        // ask the run how it is before starting again from our offset.
+        if (es.readyState !== EventSource.CLOSED) return;
+        fetch(this.url.replace(/\/events$/, ''), { headers: { Accept: 'application/json' } })
+          .then((r) => (r.ok ? r.json() : null))
+          .then((run) => {
+            if (this.es !== es) return;
+            if (run && !['queued', 'running'].includes(run.state)) {
+              this.finished = true;
+              this.root.dataset.finished = 'true';
+              document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+              this.schedule();
+            } else setTimeout(() => { if (this.es === es) this.connect(); }, 2000);
+          })
+          .catch(() => setTimeout(() => { if (this.es === es) this.connect(); }, 2000));
       };
     }
 
