@@ -141,7 +141,8 @@ func base64Inner(enc *base64.Encoding, v string) []string {
 func backslashQuoted(v string) string {
 	var b strings.Builder
 	for _, r := range v {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(",._+:@%/-", r)) {
+		plain := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(",._+:@%/-", r)
+		if !plain {
 			b.WriteByte('\\')
 		}
 		b.WriteRune(r)

@@ -120,7 +120,7 @@ func (r *Runner) Recover(ctx context.Context) error {
 		if done, ok := readFinal(r.LogPath(run.ID)+finalSuffix, run.ID); ok {
 			r.log.Warn("run finished before the last stop, but its record had not reached the database: restored", "run_id", run.ID, "state", done.State)
 			t := &task{run: done}
-			r.storeFinal(t, done)
+			r.storeFinal(t, done) //nolint:contextcheck // a run's final record is stored whatever the caller's context
 			continue
 		}
 		if run.State == Running {
@@ -130,7 +130,7 @@ func (r *Runner) Recover(ctx context.Context) error {
 			if err := keepPartial(r.LogPath(run.ID)); err != nil {
 				r.log.Error("keep the unfinished last line", "run_id", run.ID, "err", err)
 			}
-			r.finish(&task{run: run}, outcome{state: Interrupted, msg: "the server stopped while this run was running"}, false)
+			r.finish(&task{run: run}, outcome{state: Interrupted, msg: "the server stopped while this run was running"}, false) //nolint:contextcheck // see finish
 			continue
 		}
 		job, err := r.cfg.Job(run.Job)
@@ -138,7 +138,7 @@ func (r *Runner) Recover(ctx context.Context) error {
 			_, err = job.ValidateParams(run.Params)
 		}
 		if err != nil {
-			r.finish(&task{run: run}, outcome{state: Interrupted, msg: fmt.Sprintf("not started after a restart: %v", err)}, false)
+			r.finish(&task{run: run}, outcome{state: Interrupted, msg: fmt.Sprintf("not started after a restart: %v", err)}, false) //nolint:contextcheck // see finish
 			continue
 		}
 		t := &task{run: run, job: job, lock: job.LockName(run.Params), stop: make(chan struct{})}
@@ -275,7 +275,7 @@ func (r *Runner) trigger(ctx context.Context, jobName string, params map[string]
 	f, err := os.OpenFile(r.LogPath(run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		// Recorded as failed, so the history says what happened.
-		r.finish(t, outcome{state: Failed, msg: fmt.Sprintf("create log: %v", err)}, false)
+		r.finish(t, outcome{state: Failed, msg: fmt.Sprintf("create log: %v", err)}, false) //nolint:contextcheck // the failure is stored even if the request goes away
 		return nil, noSpace(fmt.Errorf("create log: %w", err))
 	}
 	f.Close()

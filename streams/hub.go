@@ -70,7 +70,8 @@ func (b *Batch) encode() {
 		hdr = append(hdr, "\r\n"...)
 		b.head = chunkRoom - len(hdr)
 		copy(enc[b.head:], hdr)
-		b.encoded = append(enc, "\r\n"...)
+		enc = append(enc, "\r\n"...)
+		b.encoded = enc
 	})
 }
 
