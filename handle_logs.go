@@ -175,7 +175,7 @@ func (s *server) streamRunEvents(c echo.Context) error {
 		}
 		return body, run.State.Finished(), changed, nil
 	}
-	err = streams.ServeEvents(ctx, c.Response(), cur, status, streams.EventOptions{Window: window, Lines: &s.linesStreamed})
+	err = streams.ServeEvents(ctx, c.Response(), cur, status, streams.EventOptions{Window: window, Lines: &s.linesStreamed, HTTP10: !c.Request().ProtoAtLeast(1, 1)})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, streams.ErrClosed) {
 		s.log.Debug("event stream ended", "run_id", id, "err", err)
 	}

@@ -43,24 +43,26 @@ const (
 func (r *Runner) finish(t *task, o outcome, held bool) {
 	now := time.Now()
 	r.mu.Lock()
-	run := t.run
-	run.State, run.ExitCode, run.Error, run.FinishedAt, run.PID = o.state, o.exit, o.msg, &now, 0
-	if run.StartedAt == nil && held {
-		run.StartedAt = &now
+	snap := t.run.clone()
+	r.mu.Unlock()
+	// The final record is shown to no one before it is durable: a reader
+	// who sees the run finished finds it so in the store too.
+	snap.State, snap.ExitCode, snap.Error, snap.FinishedAt, snap.PID = o.state, o.exit, o.msg, &now, 0
+	if snap.StartedAt == nil && held {
+		snap.StartedAt = &now
 	}
 	if t.lw != nil {
-		run.LogBytes, run.LogLines = t.lw.Counts()
-		run.LogCut = t.lw.Cut()
+		snap.LogBytes, snap.LogLines = t.lw.Counts()
+		snap.LogCut = t.lw.Cut()
 	} else {
-		run.LogBytes, run.LogLines = countLog(r.LogPath(run.ID))
+		snap.LogBytes, snap.LogLines = countLog(r.LogPath(snap.ID))
 	}
-	snap := run.clone()
-	r.mu.Unlock()
 
 	r.storeFinal(t, snap)
 	r.prune(snap.Job)
 
 	r.mu.Lock()
+	*t.run = *snap.clone()
 	if held {
 		r.running--
 		if t.lock != "" && r.locks[t.lock] == snap.ID {

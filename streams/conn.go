@@ -53,7 +53,7 @@ func (e *eventWriter) end() error {
 
 // newEventWriter sends the status line and headers w holds. The returned
 // context ends when the client goes away.
-func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Duration) (*eventWriter, context.Context, context.CancelFunc, error) {
+func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Duration, chunked bool) (*eventWriter, context.Context, context.CancelFunc, error) {
 	e := &eventWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
 	conn, _, err := e.rc.Hijack()
 	if err != nil {
@@ -77,7 +77,9 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	h := w.Header().Clone()
 	h.Set("Connection", "close")
-	h.Set("Transfer-Encoding", "chunked")
+	if chunked {
+		h.Set("Transfer-Encoding", "chunked")
+	}
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	if err := h.Write(&head); err != nil {
 		conn.Close()
@@ -88,7 +90,7 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 		conn.Close()
 		return nil, nil, nil, err
 	}
-	e.chunked = true // the body from here on
+	e.chunked = chunked // the body from here on
 	// net/http no longer watches the connection: a read that fails is
 	// the client going away. A client sends nothing more on a stream;
 	// anything it does send is read and dropped.

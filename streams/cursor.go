@@ -143,7 +143,7 @@ func (c *Cursor) Wait() <-chan *Batch {
 // woken per viewer and line. It only parks a cursor that is caught up with
 // the follower and has nothing pending, and reports whether it did. Call
 // unpark after every wake, before anything else is written to the socket.
-func (c *Cursor) park(raw syscall.RawConn, lines *atomic.Int64) bool {
+func (c *Cursor) park(raw syscall.RawConn, chunked bool, lines *atomic.Int64) bool {
 	s := c.sub
 	if s == nil || c.pending != nil {
 		return false
@@ -154,7 +154,7 @@ func (c *Cursor) park(raw syscall.RawConn, lines *atomic.Int64) bool {
 	if _, ok := f.subs[s]; !ok || len(s.c) > 0 || f.committed != c.next {
 		return false
 	}
-	s.parked, s.raw, s.next, s.lines = true, raw, c.next, lines
+	s.parked, s.raw, s.next, s.lines, s.chunked = true, raw, c.next, lines, chunked
 	c.parked = true
 	return true
 }

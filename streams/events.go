@@ -26,6 +26,9 @@ type EventOptions struct {
 	Window []byte
 	// Lines counts lines written, for metrics.
 	Lines *atomic.Int64
+	// HTTP10 says the request was HTTP/1.0, which has no chunked framing:
+	// the stream then ends when the connection does.
+	HTTP10 bool
 }
 
 // flushAt bounds what is buffered before a write while catching up.
@@ -55,7 +58,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	// no-transform: a proxy that compresses must not hold events back.
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
-	out, ctx, cancel, err := newEventWriter(ctx, w, opts.WriteTimeout)
+	out, ctx, cancel, err := newEventWriter(ctx, w, opts.WriteTimeout, !opts.HTTP10)
 	if err != nil {
 		return err
 	}
@@ -191,7 +194,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 		release() // about to wait: the buffer goes back for others to use
 		parked := false
 		if raw := out.lend(); raw != nil {
-			parked = cur.park(raw, opts.Lines)
+			parked = cur.park(raw, out.chunked, opts.Lines)
 		}
 		at := cur.Offset()
 		heartbeat.Reset(opts.Heartbeat)

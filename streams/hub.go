@@ -241,11 +241,12 @@ type subscription struct {
 	// While parked (see Cursor.park), under f.mu: the follower writes live
 	// batches straight to the viewer's socket instead of waking its
 	// goroutine.
-	parked bool
-	raw    syscall.RawConn
-	next   int64         // where the viewer's stream has got to
-	rest   []byte        // the part of an event a partial write left over
-	lines  *atomic.Int64 // counts lines written, if not nil
+	parked  bool
+	raw     syscall.RawConn
+	next    int64         // where the viewer's stream has got to
+	rest    []byte        // the part of an event a partial write left over
+	chunked bool          // the socket's body is chunked (see eventWriter)
+	lines   *atomic.Int64 // counts lines written, if not nil
 }
 
 // wake is sent to a viewer the follower has unparked while its channel
@@ -266,7 +267,10 @@ func (s *subscription) direct(b *Batch) bool {
 		s.parked = false
 		return false
 	}
-	ev := b.chunk() // a lent socket is a taken-over HTTP/1.1 connection: chunked
+	ev := b.event()
+	if s.chunked {
+		ev = b.chunk()
+	}
 	var (
 		n    int
 		werr error

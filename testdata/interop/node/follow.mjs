@@ -1,0 +1,65 @@
+// follow.mjs CLIENT URL: follows a shiplog event stream with a real SSE
+// client, writes each log line to stdout, and exits 0 after the "end" event
+// (or when the client stops by itself). Reconnecting and resuming with
+// Last-Event-ID are the client library's own doing.
+import { createRequire } from 'node:module';
+
+const [client, url] = process.argv.slice(2);
+const out = [];
+const flush = () => { if (out.length) { process.stdout.write(out.join('')); out.length = 0; } };
+// Lines that needed escaping start with \x1e (see shiplog's README).
+const decode = (v) => (v.charCodeAt(0) !== 0x1e ? v : v.slice(1).replace(/\\(.)/g, (_, c) => (c === 'r' ? '\r' : c)));
+// A log event is complete only if it carries an id past the last one kept
+// (shiplog sends the id after the data): some clients dispatch the part of
+// an event they had when the connection was cut, with the previous id.
+let lastID = -1;
+let incomplete = 0;
+const onLog = (data, id) => {
+  const n = parseInt(id, 10);
+  if (!(n > lastID)) { incomplete++; return; }
+  lastID = n;
+  for (const l of data.split('\n')) out.push(decode(l) + '\n');
+  if (out.length > 1000) flush();
+};
+const done = (why, code = 0) => { clearInterval(keepAlive); flush(); process.stderr.write(`${client}: ${why}, ${incomplete} incomplete events dropped\n`); process.exit(code); };
+let errors = 0;
+// Stay alive until the end: eventsource 5 waits for its reconnect on a
+// timer that does not hold the process open, as a script's last task.
+const keepAlive = setInterval(() => {}, 1 << 30);
+
+if (client.startsWith('eventsource')) {
+  let ES;
+  if (client === 'eventsource2') ES = createRequire(import.meta.url)('eventsource2');
+  else ES = (await import(client)).EventSource;
+  const es = new ES(url);
+  es.addEventListener('log', (e) => onLog(e.data, e.lastEventId));
+  es.addEventListener('end', () => { es.close(); done('end'); });
+  es.onerror = (e) => {
+    errors++;
+    // CLOSED before the end: the client gave up by itself.
+    if (es.readyState === 2) done(`stopped by the client after ${errors} errors (${e && (e.message || e.code)})`, 3);
+  };
+} else if (client === 'fetch-event-source') {
+  globalThis.window = globalThis; // the library reaches for window.setTimeout
+  const { fetchEventSource } = await import('@microsoft/fetch-event-source');
+  const ctrl = new AbortController();
+  await fetchEventSource(url, {
+    signal: ctrl.signal,
+    openWhenHidden: true,
+    onmessage(e) {
+      if (e.event === 'log') onLog(e.data, e.id);
+      if (e.event === 'end') { ctrl.abort(); done('end'); }
+    },
+    // The documented retry pattern: throw from onclose to reconnect; a
+    // number from onerror is the wait before the next try.
+    onclose() { errors++; throw new Error('closed'); },
+    onerror() { errors++; return 200; },
+    async onopen(res) {
+      if (res.status === 204) { done('204'); }
+      if (!res.ok) throw new Error(`status ${res.status}`);
+    },
+  });
+} else {
+  process.stderr.write(`unknown client ${client}\n`);
+  process.exit(2);
+}
