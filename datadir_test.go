@@ -137,12 +137,9 @@ func TestKilledServerDoesNotBlockRestart(t *testing.T) {
 // kill -9 of the server loses none of a run's output: the bytes after the
 // last newline reach the log at the next start, masked.
 func TestPartialLastLineSurvivesKill9(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	cfg := filepath.Join(dir, "shiplog.yaml")
-	secret := filepath.Join(dir, "token")
+	secret := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(secret, []byte("s3cr3t-value\n"), 0o600)
-	os.WriteFile(cfg, []byte(`
+	dir, cfg, _ := writeConfig(t, `
 jobs:
   prompt:
     secrets: [{name: TOKEN, file: `+secret+`}]
@@ -150,7 +147,8 @@ jobs:
       echo "first line"
       printf 'Password for %s: ' "$TOKEN"
       sleep 60
-`), 0o644)
+`)
+	data := filepath.Join(dir, "data")
 	c := startChild(t, "--config", cfg, "--data", data)
 	s := &testServer{t: t, URL: c.URL, Data: data}
 	run := s.trigger("prompt", nil)

@@ -72,10 +72,10 @@ func logStart(c echo.Context, path string) (int64, error) {
 	return 0, nil
 }
 
-// unsatisfiable reports whether a bytes Range selects nothing of a body of
-// size bytes because of a zero-length suffix ("bytes=-0"), which RFC 9110
-// makes unsatisfiable; ServeContent handles every other form.
-func unsatisfiable(rangeHeader string, size int64) bool {
+// unsatisfiable reports whether a bytes Range selects nothing because all
+// it asks for are zero-length suffixes ("bytes=-0"), which RFC 9110 makes
+// unsatisfiable; ServeContent handles every other form.
+func unsatisfiable(rangeHeader string) bool {
 	spec, ok := strings.CutPrefix(strings.TrimSpace(rangeHeader), "bytes=")
 	if !ok {
 		return false
@@ -138,11 +138,10 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	// A client resuming at the very end of a finished run has everything:
 	// 204 tells EventSource to stop for good (any status but 200 does), so
 	// a page left open does not reconnect every few seconds forever.
+	final := finalSize(run, path)
 	resumed := c.Request().Header.Get("Last-Event-ID") != "" || c.QueryParam("after") != ""
-	if resumed && run.State.Finished() {
-		if st, err := os.Stat(path); err == nil && from >= st.Size() {
-			return c.NoContent(http.StatusNoContent)
-		}
+	if resumed && final >= 0 && from >= final {
+		return c.NoContent(http.StatusNoContent)
 	}
 	if c.Request().Method == http.MethodHead {
 		h := c.Response().Header()
@@ -161,7 +160,7 @@ func (s *server) streamRunEvents(c echo.Context) error {
 		return err
 	}
 	defer release()
-	cur := s.hub.NewCursor(streams.Key(id), path, from, finalSize(run, path))
+	cur := s.hub.NewCursor(streams.Key(id), path, from, final)
 	defer cur.Close()
 	s.activeStreams.Add(1)
 	defer s.activeStreams.Add(-1)
@@ -234,7 +233,7 @@ func (s *server) getRunLog(c echo.Context) error {
 	if run.State.Finished() && run.FinishedAt != nil {
 		mod = *run.FinishedAt
 	}
-	if r := c.Request().Header.Get("Range"); r != "" && unsatisfiable(r, end) {
+	if r := c.Request().Header.Get("Range"); r != "" && unsatisfiable(r) {
 		// net/http's ServeContent answers "bytes=-0" with a 206 and an
 		// invalid Content-Range: a suffix of no bytes selects nothing.
 		h.Set("Content-Range", fmt.Sprintf("bytes */%d", end))

@@ -17,7 +17,6 @@ import (
 
 	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/jobs"
-	"github.com/shiplog/shiplog/streams"
 )
 
 // maxWait bounds a long poll: under the 60 s that proxies commonly wait for
@@ -355,20 +354,12 @@ func (s *server) getRun(c echo.Context) error {
 }
 
 // setLogHeaders says how far a run's log has got: live while it runs (the
-// JSON leaves it out then, see runJSON.Log).
+// JSON leaves it out then, see runJSON.Log), from the runner's counts, so a
+// poll costs no file reads.
 func (s *server) setLogHeaders(h http.Header, run *jobs.Run) {
 	size, lines := run.LogBytes, run.LogLines
-	if !run.State.Finished() {
-		path := s.runner.LogPath(run.ID)
-		end, err := streams.LogEnd(path)
-		if err != nil {
-			return
-		}
-		n, err := streams.LineNumber(path, end)
-		if err != nil {
-			return
-		}
-		size, lines = end, n-1
+	if b, l, ok := s.runner.LiveLog(run.ID); ok {
+		size, lines = b, l
 	}
 	h.Set("X-Log-Bytes", strconv.FormatInt(size, 10))
 	h.Set("X-Log-Lines", strconv.FormatInt(lines, 10))

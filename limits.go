@@ -42,16 +42,25 @@ type slots struct {
 	perClient map[string]int
 }
 
-// take holds a slot for key unless a cap (0: none) is reached; full says
-// which: "total" or "client".
-func (sl *slots) take(key string, total, perClient int) (release func(), full string) {
+// slotCaps are the caps of a kind of slot and what a client past one is
+// told.
+type slotCaps struct {
+	total, perClient int           // 0: no cap
+	retry            time.Duration // the Retry-After given
+	totalMsg         string        // the server is full
+	clientMsg        string        // this client is
+}
+
+// take holds a slot for client unless a cap is reached.
+func (sl *slots) take(c echo.Context, caps slotCaps) (release func(), err error) {
+	key := clientKey(c)
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if total > 0 && sl.total >= total {
-		return nil, "total"
+	if caps.total > 0 && sl.total >= caps.total {
+		return nil, tooMany(c, caps.retry, caps.totalMsg)
 	}
-	if perClient > 0 && sl.perClient[key] >= perClient {
-		return nil, "client"
+	if caps.perClient > 0 && sl.perClient[key] >= caps.perClient {
+		return nil, tooMany(c, caps.retry, caps.clientMsg)
 	}
 	if sl.perClient == nil {
 		sl.perClient = map[string]int{}
@@ -65,38 +74,25 @@ func (sl *slots) take(key string, total, perClient int) (release func(), full st
 		if sl.perClient[key]--; sl.perClient[key] <= 0 {
 			delete(sl.perClient, key)
 		}
-	}, ""
+	}, nil
 }
 
 // acquireStream takes a stream slot for the client, or says why not.
 func (s *server) acquireStream(c echo.Context) (release func(), err error) {
-	release, full := s.streams.take(clientKey(c), s.limits.Streams, s.limits.StreamsPerClient)
-	switch full {
-	case "total":
-		return nil, tooMany(c, 5*time.Second, "too many open streams on this server; try again shortly")
-	case "client":
-		return nil, tooMany(c, 5*time.Second, "too many open streams from you; close some first")
-	}
-	return release, nil
+	return s.streams.take(c, slotCaps{total: s.limits.Streams, perClient: s.limits.StreamsPerClient, retry: 5 * time.Second,
+		totalMsg:  "too many open streams on this server; try again shortly",
+		clientMsg: "too many open streams from you; close some first"})
 }
 
 // Searches read whole logs and may run regular expressions: a few at a
 // time in all (the machine's cores), fewer per client.
-const (
-	maxSearches          = 4
-	maxSearchesPerClient = 2
-)
+var searchCaps = slotCaps{total: 4, perClient: 2, retry: 2 * time.Second,
+	totalMsg:  "too many searches running; try again shortly",
+	clientMsg: "you have searches running; wait for them to finish"}
 
 // acquireSearch takes a search slot for the client, or says why not.
 func (s *server) acquireSearch(c echo.Context) (release func(), err error) {
-	release, full := s.searches.take(clientKey(c), maxSearches, maxSearchesPerClient)
-	switch full {
-	case "total":
-		return nil, tooMany(c, 2*time.Second, "too many searches running; try again shortly")
-	case "client":
-		return nil, tooMany(c, 2*time.Second, "you have searches running; wait for them to finish")
-	}
-	return release, nil
+	return s.searches.take(c, searchCaps)
 }
 
 // triggerLimiter holds a token bucket per client.

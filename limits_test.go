@@ -194,11 +194,7 @@ func TestWriteTimeoutSparesStreamsAndLongPolls(t *testing.T) {
 // A flood of idle connections cannot take the descriptors a deploy needs:
 // the server caps connections below its open-file limit.
 func TestIdleConnectionFloodDoesNotStopDeploys(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	os.Mkdir(gate, 0o755)
-	cfg := filepath.Join(dir, "shiplog.yaml")
-	os.WriteFile(cfg, []byte(strings.ReplaceAll(`
+	dir, cfg, gate := writeConfig(t, `
 max_concurrent_runs: 1
 jobs:
   gate:
@@ -206,7 +202,7 @@ jobs:
     run: |`+gateScript+`
   quick:
     run: echo quick
-`, "$$GATE", gate)), 0o644)
+`)
 	// The child's hard limit is low, so it cannot raise its way out.
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {

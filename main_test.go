@@ -60,15 +60,7 @@ const gateScript = `
 // directory) until the test ends.
 func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	if err := os.Mkdir(gate, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "shiplog.yaml")
-	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(yaml, "$$GATE", gate)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfgPath, gate := writeConfig(t, yaml)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +89,22 @@ func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer
 	return nil
 }
 
+// writeConfig writes config yaml, with $$GATE replaced by a gate directory,
+// into a new directory, for a server in or out of process.
+func writeConfig(t *testing.T, yaml string) (dir, cfgPath, gate string) {
+	t.Helper()
+	dir = t.TempDir()
+	gate = filepath.Join(dir, "gate")
+	if err := os.Mkdir(gate, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath = filepath.Join(dir, "shiplog.yaml")
+	if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(yaml, "$$GATE", gate)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfgPath, gate
+}
+
 func (s *testServer) release(id int64) {
 	s.t.Helper()
 	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("release-%d", id)), nil, 0o644); err != nil {
@@ -107,12 +115,22 @@ func (s *testServer) release(id int64) {
 // send makes a request, with headers given as name, value pairs.
 func (s *testServer) send(ctx context.Context, method, path string, body io.Reader, hdr ...string) *http.Response {
 	s.t.Helper()
-	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, body)
+	resp, err := s.request(ctx, method, path, body, hdr...)
 	if err != nil {
 		s.fatalf("%v", err)
 	}
+	return resp
+}
+
+// request is send that returns a transport error instead of failing. A
+// body goes as JSON, as the CLI sends it, unless hdr says otherwise.
+func (s *testServer) request(ctx context.Context, method, path string, body io.Reader, hdr ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, body)
+	if err != nil {
+		return nil, err
+	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json") // as the CLI sends it; hdr may say otherwise
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
@@ -121,11 +139,7 @@ func (s *testServer) send(ctx context.Context, method, path string, body io.Read
 		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.fatalf("%v", err)
-	}
-	return resp
+	return http.DefaultClient.Do(req)
 }
 
 // do sends a request and returns status, headers and body.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,16 +19,12 @@ import (
 // while running runs finish within the grace period, interrupts those that
 // do not, ends streams with a shutdown event, and returns cleanly.
 func TestGracefulShutdown(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	os.Mkdir(gate, 0o755)
-	cfgPath := filepath.Join(dir, "shiplog.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+	dir, cfgPath, gate := writeConfig(t, `
 max_concurrent_runs: 2
 jobs:
   gate:
-    env: {GATE: %s}
-    run: |`+gateScript, gate)), 0o644)
+    env: {GATE: $$GATE}
+    run: |`+gateScript)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -354,6 +354,23 @@ func (r *Runner) Watch(id int64) <-chan struct{} {
 	return t.changed
 }
 
+// LiveLog returns the bytes and whole lines written so far to the log of
+// run id, while it runs; ok is false for a run that is not running.
+func (r *Runner) LiveLog(id int64) (bytes, lines int64, ok bool) {
+	r.mu.Lock()
+	t, active := r.active[id]
+	var lw *logWriter
+	if active {
+		lw = t.lw
+	}
+	r.mu.Unlock()
+	if lw == nil {
+		return 0, 0, false
+	}
+	bytes, lines = lw.Counts()
+	return bytes, lines, true
+}
+
 // notify wakes the watchers of t; r.mu must be held.
 func (r *Runner) notify(t *task) {
 	if t.lw != nil {

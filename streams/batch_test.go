@@ -50,11 +50,7 @@ func TestBatchFromTrimsOverlapAndRefusesGaps(t *testing.T) {
 func TestCursorReadsAGapFromTheFile(t *testing.T) {
 	h := quietHub(t)
 	lf := newLogFile(t)
-	c := h.NewCursor("1", lf.path, 0, -1)
-	defer c.Close()
-	if b, err := c.Poll(); b != nil || err != nil { // subscribes at 0
-		t.Fatal(b, err)
-	}
+	c := subscribed(t, h, lf.path)
 	lf.write("one\ntwo\nthree\n")
 	// A batch with the last line only, as if the first two went missing.
 	c.Accept(&Batch{Start: 8, End: 14, Lines: [][]byte{[]byte("three")}}, true)
@@ -82,11 +78,7 @@ func TestCursorReadsAGapFromTheFile(t *testing.T) {
 func TestFullViewerIsCutOffNotSkipped(t *testing.T) {
 	h := quietHub(t)
 	lf := newLogFile(t)
-	stuck := h.NewCursor("1", lf.path, 0, -1)
-	defer stuck.Close()
-	if b, err := stuck.Poll(); b != nil || err != nil { // subscribes
-		t.Fatal(b, err)
-	}
+	stuck := subscribed(t, h, lf.path)
 	sub := stuck.sub
 	fast := h.NewCursor("1", lf.path, 0, -1)
 	defer fast.Close()

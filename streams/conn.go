@@ -31,15 +31,18 @@ type eventWriter struct {
 }
 
 // writeRaw sends bytes framed already: the rest of a chunk that a direct
-// write from the follower left over.
+// write from the follower left over, or the last chunk.
 func (e *eventWriter) writeRaw(p []byte) error {
-	if !e.chunked {
+	if e.conn == nil {
 		return e.write(p)
 	}
-	e.chunked = false
-	err := e.write(p)
-	e.chunked = true
-	return err
+	if err := e.moveDeadline(); err != nil {
+		return err
+	}
+	if _, err := e.conn.Write(p); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	return nil
 }
 
 // end closes a chunked body properly, after the stream's last event: the
@@ -107,32 +110,46 @@ func newEventWriter(ctx context.Context, w http.ResponseWriter, timeout time.Dur
 	return e, ctx, cancel, nil
 }
 
-// write sends p at once. The write deadline is moved only when less than
-// half of it is left, not per write: a write blocked for longer than
-// between half the timeout and the timeout drops the viewer.
-func (e *eventWriter) write(p []byte) error {
+// moveDeadline moves the write deadline only when less than half of it is
+// left, not per write: a write blocked for longer than between half the
+// timeout and the timeout drops the viewer.
+func (e *eventWriter) moveDeadline() error {
 	if now := time.Now(); e.deadline.Sub(now) < e.timeout/2 {
 		e.deadline = now.Add(e.timeout)
-		if err := e.setDeadline(e.deadline); err != nil {
-			return err
-		}
+		return e.setDeadline(e.deadline)
+	}
+	return nil
+}
+
+// smallChunk is the largest write framed by copying into one buffer; a
+// bigger one goes out with writev, where the copy would cost more.
+const smallChunk = 16 << 10
+
+// write sends p at once, as one chunk on a taken-over connection.
+func (e *eventWriter) write(p []byte) error {
+	if err := e.moveDeadline(); err != nil {
+		return err
 	}
 	if e.conn != nil {
-		if e.chunked {
-			// One contiguous write: cheaper here than writev of three parts.
+		var err error
+		switch {
+		case !e.chunked:
+			_, err = e.conn.Write(p)
+		case len(p) <= smallChunk:
+			// One contiguous write: cheaper for the small writes of live
+			// lines than writev of three parts.
 			f := strconv.AppendInt(e.frame[:0], int64(len(p)), 16)
 			f = append(f, "\r\n"...)
 			f = append(f, p...)
 			f = append(f, "\r\n"...)
-			if cap(f) <= 64<<10 {
-				e.frame = f[:0] // kept for the next write; a big one is not
-			}
-			if _, err := e.conn.Write(f); err != nil {
-				return fmt.Errorf("write events: %w", err)
-			}
-			return nil
+			e.frame = f[:0]
+			_, err = e.conn.Write(f)
+		default:
+			hdr := strconv.AppendInt(make([]byte, 0, 18), int64(len(p)), 16)
+			bufs := net.Buffers{append(hdr, "\r\n"...), p, []byte("\r\n")}
+			_, err = bufs.WriteTo(e.conn)
 		}
-		if _, err := e.conn.Write(p); err != nil {
+		if err != nil {
 			return fmt.Errorf("write events: %w", err)
 		}
 		return nil

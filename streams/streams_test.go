@@ -55,6 +55,18 @@ func (l *logFile) write(s string) {
 	l.size += int64(n)
 }
 
+// subscribed is a cursor from the start of a live log, caught up and
+// subscribed to its follower; closed at the end of the test.
+func subscribed(t *testing.T, h *Hub, path string) *Cursor {
+	t.Helper()
+	c := h.NewCursor("1", path, 0, -1)
+	t.Cleanup(c.Close)
+	if b, err := c.Poll(); b != nil || err != nil {
+		t.Fatal(b, err)
+	}
+	return c
+}
+
 // readAll reads the cursor to EOF, returning every line.
 func readAll(t *testing.T, c *Cursor) []string {
 	t.Helper()
@@ -250,11 +262,7 @@ func TestReconnectsLoseNothingAndRepeatNothing(t *testing.T) {
 func TestStuckViewerIsCutOffAndCatchesUp(t *testing.T) {
 	h := quietHub(t)
 	lf := newLogFile(t)
-	stuck := h.NewCursor("1", lf.path, 0, -1)
-	defer stuck.Close()
-	if b, err := stuck.Poll(); b != nil || err != nil { // subscribes
-		t.Fatal(b, err)
-	}
+	stuck := subscribed(t, h, lf.path)
 	fast := h.NewCursor("1", lf.path, 0, -1)
 	defer fast.Close()
 	want := numbered(200000)
