@@ -234,7 +234,17 @@ func goSSE(ctx context.Context, url string) ([]string, error) {
 	client := &gosse.Client{HTTPClient: http.DefaultClient, Backoff: gosse.Backoff{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}}
 	conn := client.NewConnection(req)
 	var got []string
+	last := int64(-1)
 	conn.SubscribeEvent("log", func(e gosse.Event) {
+		// Behind a proxy that ends the body cleanly where shiplog's
+		// connection was cut (nginx's default HTTP/1.0 upstream), go-sse
+		// hands over the part of an event it had, with the previous id:
+		// keep an event only if its id is past the last one kept.
+		id, err := strconv.ParseInt(e.LastEventID, 10, 64)
+		if err != nil || id <= last {
+			return
+		}
+		last = id
 		for _, l := range strings.Split(e.Data, "\n") {
 			got = append(got, decode(l))
 		}
