@@ -115,7 +115,7 @@ func TestEventsReplayResumeAndTail(t *testing.T) {
 	// Headers.
 	code, hdr, _ := s.do("GET", path+"?tail=0", "")
 	if code != 200 || hdr.Get("Content-Type") != "text/event-stream; charset=utf-8" ||
-		hdr.Get("Cache-Control") != "no-cache, no-transform" || hdr.Get("X-Accel-Buffering") != "no" {
+		hdr.Get("Cache-Control") != "no-cache, no-transform" || hdr.Get("X-Accel-Buffering") != "no" || hdr.Get("Content-Encoding") != "identity" {
 		t.Errorf("headers %d %v", code, hdr)
 	}
 }
@@ -323,7 +323,7 @@ func TestEventStreamConnectionsLeaveNothingBehind(t *testing.T) {
 	// A first stream warms up what lives for the whole run: its follower.
 	c, r, head := open()
 	for _, want := range []string{"HTTP/1.1 200 OK\r\n", "Content-Type: text/event-stream; charset=utf-8\r\n", "Cache-Control: no-cache, no-transform\r\n",
-		"X-Accel-Buffering: no\r\n", "Connection: close\r\n", "Transfer-Encoding: chunked\r\n"} {
+		"X-Accel-Buffering: no\r\n", "Content-Encoding: identity\r\n", "Connection: close\r\n", "Transfer-Encoding: chunked\r\n"} {
 		if !strings.Contains(head, want) {
 			t.Errorf("head lacks %q:\n%s", want, head)
 		}

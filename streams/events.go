@@ -58,6 +58,13 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	// no-transform: a proxy that compresses must not hold events back.
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
+	// Compressing proxies leave a response alone that says it is encoded
+	// (nginx's gzip, Caddy's encode; Caddy 2.6 ignores no-transform).
+	// Node's fetch drops what it had decompressed when a compressed stream
+	// is cut, so a client cut soon after each start never got further.
+	// RFC 9110 reserves "identity" for Accept-Encoding, but every client
+	// tested (README) reads it as "no encoding", which is what it says.
+	h.Set("Content-Encoding", "identity")
 	out, ctx, cancel, err := newEventWriter(ctx, w, opts.WriteTimeout, !opts.HTTP10)
 	if err != nil {
 		return err

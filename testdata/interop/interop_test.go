@@ -11,16 +11,25 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +48,55 @@ const (
 	deadline = 3 * time.Minute
 )
 
-var shiplogBin string
+var (
+	shiplogBin string
+	// certFile and keyFile: a certificate for 127.0.0.1 that the proxies
+	// serve TLS with; httpClient trusts it and speaks HTTP/2 over TLS, as
+	// Node does with NODE_EXTRA_CA_CERTS.
+	certFile, keyFile string
+	httpClient        *http.Client
+)
+
+func makeCert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "shiplog interop"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	httpClient = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool},
+		ForceAttemptHTTP2: true,
+	}}
+	return nil
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "shiplog-interop-")
@@ -47,6 +104,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	shiplogBin = filepath.Join(dir, "shiplog")
+	if err := makeCert(dir); err != nil {
+		panic(err)
+	}
 	build := exec.Command("go", "build", "-o", shiplogBin, ".")
 	build.Dir = "../.." // shiplog's own module
 	if out, err := build.CombinedOutput(); err != nil {
@@ -62,18 +122,27 @@ func TestMain(m *testing.M) {
 type server struct {
 	url  string
 	addr string
+	dir  string // the held job's working directory
 }
 
-func startShiplog(t *testing.T) *server {
+func startShiplog(t testing.TB) *server {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "shiplog.yaml")
 	// 50,000 lines in bursts: live batches and catch-up alike.
+	// held: prints a line, then waits for the test to create "go" (after
+	// it has seen that line) before printing the last one.
+	// stamps: a line every 20 ms, each its own time in nanoseconds.
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 jobs:
   lines:
     run: awk 'BEGIN { for (i = 1; i <= %d; i++) { printf "line %%d of the run\n", i; if (i %% 2000 == 0) { fflush(); system("sleep 0.05") } } }'
-`, lines)), 0o644)
+  held:
+    dir: %s
+    run: rm -f go; printf "first %%02000d\\n" 0; while [ ! -e go ]; do sleep 0.01; done; echo second
+  stamps:
+    run: for i in $(seq %d); do date +%%s%%N; sleep 0.02; done
+`, lines, dir, stampLines)), 0o644)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +156,7 @@ jobs:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	s := &server{url: "http://" + addr, addr: addr}
+	s := &server{url: "http://" + addr, addr: addr, dir: dir}
 	for until := time.Now().Add(30 * time.Second); ; {
 		if resp, err := http.Get(s.url + "/healthz"); err == nil {
 			resp.Body.Close()
@@ -100,9 +169,13 @@ jobs:
 	}
 }
 
-func (s *server) trigger(t *testing.T) int64 {
+func (s *server) trigger(t testing.TB, job ...string) int64 {
 	t.Helper()
-	resp, err := http.Post(s.url+"/api/jobs/lines/runs", "application/json", strings.NewReader("{}"))
+	name := "lines"
+	if len(job) > 0 {
+		name = job[0]
+	}
+	resp, err := http.Post(s.url+"/api/jobs/"+name+"/runs", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +195,9 @@ type chaos struct {
 	ln   net.Listener
 	cuts atomic.Int64
 	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // open, to close at the end: a proxy's idle keep-alive would hold the test
 }
 
 func newChaos(t *testing.T, target string) *chaos {
@@ -130,7 +206,7 @@ func newChaos(t *testing.T, target string) *chaos {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chaos{ln: ln}
+	c := &chaos{ln: ln, conns: map[net.Conn]bool{}}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -143,8 +219,26 @@ func newChaos(t *testing.T, target string) *chaos {
 			go func() { defer c.wg.Done(); c.serve(conn, target, i%2 == 0) }()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); c.wg.Wait() })
+	t.Cleanup(func() {
+		ln.Close()
+		c.mu.Lock()
+		for conn := range c.conns {
+			conn.Close()
+		}
+		c.mu.Unlock()
+		c.wg.Wait()
+	})
 	return c
+}
+
+func (c *chaos) track(conn net.Conn, open bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if open {
+		c.conns[conn] = true
+	} else {
+		delete(c.conns, conn)
+	}
 }
 
 func (c *chaos) url() string { return "http://" + c.ln.Addr().String() }
@@ -156,13 +250,26 @@ func (c *chaos) serve(conn net.Conn, target string, rst bool) {
 		return
 	}
 	defer up.Close()
+	c.track(up, true)
+	defer c.track(up, false)
 	go func() { _, _ = io.Copy(up, conn) }()
-	limit := int64(40<<10 + rand.IntN(120<<10))
-	if n, err := io.CopyN(conn, up, limit); n == limit && err == nil {
-		c.cuts.Add(1)
-		if tc, ok := conn.(*net.TCPConn); ok && rst {
-			_ = tc.SetLinger(0)
+	limit := 40<<10 + rand.IntN(120<<10)
+	buf := make([]byte, 32<<10)
+	for sent := 0; ; {
+		n, err := up.Read(buf)
+		if sent+n > limit {
+			n = limit - sent
+			_, _ = conn.Write(buf[:n])
+			c.cuts.Add(1)
+			if tc, ok := conn.(*net.TCPConn); ok && rst {
+				_ = tc.SetLinger(0)
+			}
+			return
 		}
+		if _, werr := conn.Write(buf[:n]); werr != nil || err != nil {
+			return
+		}
+		sent += n
 	}
 }
 
@@ -187,8 +294,10 @@ func decode(v string) string {
 	return b.String()
 }
 
+// snippet: r3labs/sse
 func r3labs(ctx context.Context, url string) ([]string, error) {
 	c := r3sse.NewClient(url)
+	c.Connection = httpClient
 	// Its default backoff grows to minutes and never shrinks back; a log
 	// follower caps it, as its README shows.
 	b := backoff.NewExponentialBackOff()
@@ -224,6 +333,9 @@ func r3labs(ctx context.Context, url string) ([]string, error) {
 	return got, nil
 }
 
+// end snippet
+
+// snippet: tmaxmax/go-sse
 func goSSE(ctx context.Context, url string) ([]string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -231,7 +343,7 @@ func goSSE(ctx context.Context, url string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := &gosse.Client{HTTPClient: http.DefaultClient, Backoff: gosse.Backoff{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}}
+	client := &gosse.Client{HTTPClient: httpClient, Backoff: gosse.Backoff{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}}
 	conn := client.NewConnection(req)
 	var got []string
 	last := int64(-1)
@@ -256,14 +368,17 @@ func goSSE(ctx context.Context, url string) ([]string, error) {
 	return got, nil
 }
 
+// end snippet
+
 // node runs node/follow.mjs with one of the npm clients.
 func node(client string) follower {
 	return func(ctx context.Context, url string) ([]string, error) {
 		cmd := exec.CommandContext(ctx, "node", "node/follow.mjs", client, url)
+		cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+certFile)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return nil, fmt.Errorf("%v: %s", err, stderr.String())
 		}
 		if os.Getenv("INTEROP_DEBUG") != "" {
@@ -347,7 +462,7 @@ func TestClientsThroughCuts(t *testing.T) {
 }
 
 // freePort returns a loopback address nobody listens on yet.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -359,11 +474,15 @@ func freePort(t *testing.T) string {
 
 // startProxy runs a reverse proxy (nginx or Caddy, from Debian) with conf,
 // in which LISTEN and UPSTREAM are replaced, and waits until it answers.
-func startProxy(t *testing.T, name, conf, upstream string) string {
+func startProxy(t testing.TB, name, conf, upstream string) string {
 	t.Helper()
 	dir := t.TempDir()
 	addr := freePort(t)
-	conf = strings.NewReplacer("LISTEN", addr, "UPSTREAM", upstream, "DIR", dir).Replace(conf)
+	conf = strings.NewReplacer("LISTEN", addr, "UPSTREAM", upstream, "DIR", dir, "CERT", certFile, "KEY", keyFile).Replace(conf)
+	scheme := "http"
+	if strings.Contains(conf, certFile) {
+		scheme = "https"
+	}
 	path := filepath.Join(dir, "conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	var cmd *exec.Cmd
@@ -386,10 +505,13 @@ func startProxy(t *testing.T, name, conf, upstream string) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
 	for until := time.Now().Add(20 * time.Second); ; {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		if resp, err := httpClient.Get(scheme + "://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return "http://" + addr
+				if scheme == "https" && resp.ProtoMajor != 2 {
+					t.Fatalf("%s answered with %s over TLS, not HTTP/2", name, resp.Proto)
+				}
+				return scheme + "://" + addr
 			}
 		}
 		if time.Now().After(until) {
@@ -399,11 +521,32 @@ func startProxy(t *testing.T, name, conf, upstream string) string {
 	}
 }
 
-// The configurations people use in front of an SSE app. Not yet here:
-// nginx with proxy_http_version 1.1 and gzip, Caddy with encode gzip, and
-// HTTP/2 with TLS in front (see the README).
+// The configurations people use in front of an SSE app: nginx as its
+// default proxy_pass leaves it (HTTP/1.0 to the upstream) and as SSE
+// guides set it up (HTTP/1.1, keep-alive, gzip on for event streams too),
+// Caddy's reverse_proxy alone and with encode gzip, and each of them
+// terminating TLS with HTTP/2 (CERT and KEY: a certificate made by the
+// test).
 var proxies = []struct{ name, server, conf string }{
-	{"nginx default proxy_pass", "nginx", `
+	{"nginx default proxy_pass", "nginx", nginxConf(`listen LISTEN;`, `proxy_pass http://UPSTREAM;`)},
+	{"nginx HTTP/1.1 upstream, gzip", "nginx", nginxConf(`listen LISTEN;`, `
+      proxy_pass http://UPSTREAM;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      gzip on;
+      gzip_proxied any;
+      gzip_types text/event-stream application/json text/plain;`)},
+	{"nginx HTTP/2 with TLS", "nginx", nginxConf(`listen LISTEN ssl http2; ssl_certificate CERT; ssl_certificate_key KEY;`, `
+      proxy_pass http://UPSTREAM;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";`)},
+	{"Caddy reverse_proxy", "caddy", caddyConf("http://LISTEN", `reverse_proxy UPSTREAM`)},
+	{"Caddy encode gzip", "caddy", caddyConf("http://LISTEN", "encode gzip\n  reverse_proxy UPSTREAM")},
+	{"Caddy HTTP/2 with TLS", "caddy", caddyConf("https://LISTEN", "tls CERT KEY\n  reverse_proxy UPSTREAM")},
+}
+
+func nginxConf(listen, location string) string {
+	return `
 daemon off;
 worker_processes 1;
 pid DIR/nginx.pid;
@@ -412,10 +555,14 @@ http {
   access_log off;
   client_body_temp_path DIR/tmp; proxy_temp_path DIR/tmp; fastcgi_temp_path DIR/tmp; uwsgi_temp_path DIR/tmp; scgi_temp_path DIR/tmp;
   server {
-    listen LISTEN;
-    location / { proxy_pass http://UPSTREAM; }
+    ` + listen + `
+    location / { ` + location + ` }
   }
-}`},
+}`
+}
+
+func caddyConf(site, directives string) string {
+	return "{\n  admin off\n  auto_https off\n}\n" + site + " {\n  " + directives + "\n}\n"
 }
 
 // The same through nginx and Caddy, with the cuts between the proxy and
@@ -423,9 +570,9 @@ http {
 // client resumes from), never as a quiet end with lines missing.
 func TestClientsThroughProxies(t *testing.T) {
 	s := startShiplog(t)
-	chaos := newChaos(t, s.addr)
 	for _, p := range proxies {
 		t.Run(p.name, func(t *testing.T) {
+			chaos := newChaos(t, s.addr)
 			front := startProxy(t, p.server, p.conf, strings.TrimPrefix(chaos.url(), "http://"))
 			for _, name := range []string{"tmaxmax/go-sse", "npm eventsource 3", "@microsoft/fetch-event-source"} {
 				t.Run(name, func(t *testing.T) {
@@ -444,6 +591,214 @@ func TestClientsThroughProxies(t *testing.T) {
 					t.Logf("%s via %s: %d lines through %d cuts", name, p.name, len(got), chaos.cuts.Load()-before)
 				})
 			}
+		})
+	}
+}
+
+// sseLines reads an event stream with a minimal parser and sends each log
+// line, and when it arrived, until the end event or ctx's end.
+func sseLines(ctx context.Context, url string, out chan<- arrival) error {
+	defer close(out)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	event := ""
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "event: "):
+			event = l[len("event: "):]
+			if event == "end" {
+				return nil
+			}
+		case strings.HasPrefix(l, "data: ") && event == "log":
+			out <- arrival{decode(l[len("data: "):]), time.Now()}
+		case l == "":
+			event = ""
+		}
+	}
+	return sc.Err()
+}
+
+type arrival struct {
+	line string
+	at   time.Time
+}
+
+// newJoiner starts a TCP proxy to target that passes on an event
+// stream's first kilobyte as one write, as a busy network or proxy does when
+// shiplog's first small write and the next arrive before it reads: a proxy
+// then sees the stream start with more than its first write.
+func newJoiner(t *testing.T, target string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				conn.Close()
+				continue
+			}
+			mu.Lock()
+			open[conn], open[up] = true, true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, conn) }()
+				// Other responses (health checks) pass as they come.
+				var head []byte
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := up.Read(buf)
+					head = append(head, buf[:n]...)
+					if err != nil {
+						_, _ = conn.Write(head)
+						return
+					}
+					if h, _, ok := bytes.Cut(head, []byte("\r\n\r\n")); ok && (!bytes.Contains(h, []byte("text/event-stream")) || len(head) >= 1024) {
+						break
+					}
+				}
+				if _, err := conn.Write(head); err != nil {
+					return
+				}
+				_, _ = io.Copy(conn, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// No proxy in its common configuration holds a line back: the job prints
+// one line and waits, and the line must reach the client through the
+// proxy while the job waits (it waits for the test, which waits for the
+// line; a buffering proxy fails by the deadline).
+func TestNoProxyHoldsALine(t *testing.T) {
+	s := startShiplog(t)
+	fronts := map[string]string{"direct": s.url}
+	joined := newJoiner(t, s.addr)
+	for _, p := range proxies {
+		fronts[p.name] = startProxy(t, p.server, p.conf, joined)
+	}
+	for name, front := range fronts {
+		t.Run(name, func(t *testing.T) {
+			id := s.trigger(t, "held")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got := make(chan arrival)
+			errc := make(chan error, 1)
+			go func() { errc <- sseLines(ctx, fmt.Sprintf("%s/api/runs/%d/events", front, id), got) }()
+			var lines []string
+			for a := range got {
+				lines = append(lines, a.line)
+				if strings.HasPrefix(a.line, "first ") {
+					// Seen while the job waits: let it finish.
+					if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("%v (lines so far: %q)", err, lines)
+			}
+			if len(lines) != 2 || lines[0] != first || lines[1] != "second" {
+				t.Fatalf("got %q", lines)
+			}
+		})
+	}
+}
+
+// first: the held job's first line, long enough that a proxy which reads
+// it with the stream's start sees more than 512 bytes at once.
+var first = "first " + strings.Repeat("0", 2000)
+
+const stampLines = 150
+
+// BenchmarkLineLatency measures how long a line takes from the job's
+// output to a client, directly and through each proxy, on loopback: the
+// job prints its clock every 20 ms and the client subtracts it from its
+// own. Reported per front: p50 and p99, and the p50 and p99 added over
+// direct, measured in the same run.
+//
+//	go test -run '^$' -bench LineLatency -benchtime 1x
+func BenchmarkLineLatency(b *testing.B) {
+	s := startShiplog(b)
+	type front struct{ name, url string }
+	fronts := []front{{"direct", s.url}}
+	for _, p := range proxies {
+		fronts = append(fronts, front{p.name, startProxy(b, p.server, p.conf, s.addr)})
+	}
+	var base [2]time.Duration
+	for _, f := range fronts {
+		b.Run(strings.NewReplacer(" ", "_", "/", "").Replace(f.name), func(b *testing.B) {
+			var lat []time.Duration
+			for range b.N {
+				id := s.trigger(b, "stamps")
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				got := make(chan arrival, stampLines)
+				errc := make(chan error, 1)
+				go func() { errc <- sseLines(ctx, fmt.Sprintf("%s/api/runs/%d/events", f.url, id), got) }()
+				for a := range got {
+					ns, err := strconv.ParseInt(a.line, 10, 64)
+					if err != nil {
+						b.Fatalf("not a stamp: %q", a.line)
+					}
+					lat = append(lat, a.at.Sub(time.Unix(0, ns)))
+				}
+				cancel()
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+			// The first lines can come from the file rather than live.
+			lat = lat[min(len(lat), 5):]
+			if len(lat) == 0 {
+				b.Fatal("no lines")
+			}
+			slices.Sort(lat)
+			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+			if f.name == "direct" {
+				base = [2]time.Duration{p50, p99}
+			}
+			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64((p50-base[0]).Microseconds())/1000, "p50-over-direct-ms")
+			b.ReportMetric(float64((p99-base[1]).Microseconds())/1000, "p99-over-direct-ms")
 		})
 	}
 }

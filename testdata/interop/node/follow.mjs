@@ -12,6 +12,7 @@ const decode = (v) => (v.charCodeAt(0) !== 0x1e ? v : v.slice(1).replace(/\\(.)/
 // A log event is complete only if it carries an id past the last one kept
 // (shiplog sends the id after the data): some clients dispatch the part of
 // an event they had when the connection was cut, with the previous id.
+// snippet: onLog
 let lastID = -1;
 let incomplete = 0;
 const onLog = (data, id) => {
@@ -21,6 +22,7 @@ const onLog = (data, id) => {
   for (const l of data.split('\n')) out.push(decode(l) + '\n');
   if (out.length > 1000) flush();
 };
+// end snippet
 const done = (why, code = 0) => { clearInterval(keepAlive); flush(); process.stderr.write(`${client}: ${why}, ${incomplete} incomplete events dropped\n`); process.exit(code); };
 let errors = 0;
 // Stay alive until the end: eventsource 5 waits for its reconnect on a
@@ -28,6 +30,7 @@ let errors = 0;
 const keepAlive = setInterval(() => {}, 1 << 30);
 
 if (client.startsWith('eventsource')) {
+  // snippet: eventsource
   let ES;
   if (client === 'eventsource2') ES = createRequire(import.meta.url)('eventsource2');
   else ES = (await import(client)).EventSource;
@@ -39,7 +42,9 @@ if (client.startsWith('eventsource')) {
     // CLOSED before the end: the client gave up by itself.
     if (es.readyState === 2) done(`stopped by the client after ${errors} errors (${e && (e.message || e.code)})`, 3);
   };
+  // end snippet
 } else if (client === 'fetch-event-source') {
+  // snippet: fetch-event-source
   globalThis.window = globalThis; // the library reaches for window.setTimeout
   const { fetchEventSource } = await import('@microsoft/fetch-event-source');
   const ctrl = new AbortController();
@@ -59,6 +64,7 @@ if (client.startsWith('eventsource')) {
       if (!res.ok) throw new Error(`status ${res.status}`);
     },
   });
+  // end snippet
 } else {
   process.stderr.write(`unknown client ${client}\n`);
   process.exit(2);
