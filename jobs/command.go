@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Command is a workflow command a run printed, in the GitHub Actions form
@@ -69,3 +70,39 @@ func ParseProgress(v string) (Progress, bool) {
 	pct = max(0, min(100, pct))
 	return Progress{Percent: pct, Message: strings.TrimSpace(msg)}, true
 }
+
+// onCommand applies a workflow command to the run's record.
+func (r *Runner) onCommand(t *task, c Command, line int64) {
+	r.mu.Lock()
+	switch c.Name {
+	case "progress":
+		p, ok := ParseProgress(c.Value)
+		if !ok {
+			r.mu.Unlock()
+			return
+		}
+		t.run.Progress = &p
+	case "notice", "warning", "error":
+		if len(t.run.Annotations) >= maxAnnotations {
+			r.mu.Unlock()
+			return
+		}
+		t.run.Annotations = append(t.run.Annotations, Annotation{Level: c.Name, Message: c.Value, Title: c.Props["title"], Line: line})
+	default:
+		r.mu.Unlock()
+		return
+	}
+	r.notify(t)
+	due := time.Since(t.persisted) > time.Second
+	snap := t.run.clone()
+	r.mu.Unlock()
+	// Progress is live in memory at once; the store gets it at most once a
+	// second, and for certain at the end.
+	if due {
+		r.persist(t, snap)
+	}
+}
+
+// maxAnnotations bounds what one run can store; a job that prints an error
+// per line should not bloat the database.
+const maxAnnotations = 200

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 // outcome is how a run ended.
@@ -22,10 +24,6 @@ type outcome struct {
 //     interrupted because a database write failed;
 //   - ID.log.partial holds the bytes after the log's last newline, masked,
 //     so kill -9 of the server loses none of them (see logWriter).
-const (
-	finalSuffix   = ".final"
-	partialSuffix = ".partial"
-)
 
 // storeAttempts and storeBackoff bound the retries of a run's final write:
 // about three seconds in all, then the record waits in ID.log.final for the
@@ -104,7 +102,7 @@ func (r *Runner) remember(snap *Run) {
 // storeFinal makes a run's final record durable: beside its log first, then
 // in the database, retried; the file goes once the database has it.
 func (r *Runner) storeFinal(t *task, snap *Run) {
-	path := r.LogPath(snap.ID) + finalSuffix
+	path := logfile.FinalPath(r.LogPath(snap.ID))
 	if err := writeFinal(path, snap); err != nil {
 		r.log.Error("keep final record beside the log", "run_id", snap.ID, "err", err)
 	}
@@ -173,7 +171,7 @@ func readFinal(path string, id int64) (*Run, bool) {
 // keepPartial appends what a killed server held of a run's unfinished last
 // line (ID.log.partial) to its log, as the log's last line.
 func keepPartial(logPath string) error {
-	part, err := os.ReadFile(logPath + partialSuffix)
+	part, err := os.ReadFile(logfile.PartialPath(logPath))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -193,5 +191,5 @@ func keepPartial(logPath string) error {
 			return err
 		}
 	}
-	return os.Remove(logPath + partialSuffix)
+	return os.Remove(logfile.PartialPath(logPath))
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 // A run whose process ended is never left running: when the database
@@ -33,7 +35,7 @@ jobs:
 	if got := waitRun(t, r, run.ID, finished); got.State != Succeeded {
 		t.Fatalf("in memory: %s", got.State)
 	}
-	if _, err := os.Stat(r.LogPath(run.ID) + finalSuffix); err != nil {
+	if _, err := os.Stat(logfile.FinalPath(r.LogPath(run.ID))); err != nil {
 		t.Fatalf("no final record beside the log: %v", err)
 	}
 
@@ -54,7 +56,7 @@ jobs:
 	if err != nil || got.State != Succeeded || got.ExitCode == nil || *got.ExitCode != 0 || got.LogLines != 2 {
 		t.Fatalf("after restart: %+v %v, want succeeded with its 2 lines", got, err)
 	}
-	if _, err := os.Stat(r.LogPath(run.ID) + finalSuffix); !os.IsNotExist(err) {
+	if _, err := os.Stat(logfile.FinalPath(r.LogPath(run.ID))); !os.IsNotExist(err) {
 		t.Errorf("final record left beside the log once stored: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package jobs
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -13,30 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shiplog/shiplog/logfile"
 )
-
-// MaxLineBytes is the longest line written whole; a longer one is split into
-// pieces of this size, each marked so the split is never silent.
-const MaxLineBytes = 4 << 20
-
-// SplitMarker ends every piece of a line that was split for length.
-const SplitMarker = " \u23CE[shiplog: line longer than 4 MiB split here]"
-
-// CutMarker is the last line of a log cut at its job's max_log_size.
-const CutMarker = "[shiplog: the log was cut here at max_log_size; the rest of the output was discarded]"
-
-// IndexEvery is the spacing of the sparse line index written beside each
-// log (ID.log.idx): the little-endian uint64 offsets where lines 1, 1+N,
-// 1+2N, … start, so any line's number is found without reading the log from
-// its start. Package streams reads it.
-const IndexEvery = 4096
-
-// TimesRecordSize is the size of one record of the line times written beside
-// each log (ID.log.times): the little-endian uint64 number of the first line
-// completed by a write, then the int64 Unix milliseconds when it arrived. A
-// record covers its line and those after it up to the next record's, so a
-// burst of lines costs one record. Package streams reads it.
-const TimesRecordSize = 16
 
 // minMaskLen is the shortest value ::add-mask:: accepts: masking one or two
 // characters would destroy the log and protect nothing.
@@ -202,7 +180,7 @@ func (w *logWriter) Write(p []byte) {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			w.pending = append(w.pending, p...)
-			for len(w.pending) >= MaxLineBytes {
+			for len(w.pending) >= logfile.MaxLineBytes {
 				cut := w.splitAt(w.pending)
 				w.line(w.pending[:cut], true)
 				w.pending = append(w.pending[:0], w.pending[cut:]...)
@@ -211,7 +189,7 @@ func (w *logWriter) Write(p []byte) {
 		}
 		if len(w.pending) > 0 {
 			w.pending = append(w.pending, p[:i]...)
-			for len(w.pending) > MaxLineBytes {
+			for len(w.pending) > logfile.MaxLineBytes {
 				cut := w.splitAt(w.pending)
 				w.line(w.pending[:cut], true)
 				w.pending = append(w.pending[:0], w.pending[cut:]...)
@@ -220,7 +198,7 @@ func (w *logWriter) Write(p []byte) {
 			w.pending = w.pending[:0]
 		} else {
 			l := p[:i]
-			for len(l) > MaxLineBytes {
+			for len(l) > logfile.MaxLineBytes {
 				cut := w.splitAt(l)
 				w.line(l[:cut], true)
 				l = l[cut:]
@@ -233,11 +211,11 @@ func (w *logWriter) Write(p []byte) {
 	w.keepPartial()
 }
 
-// splitAt is where a line too long to keep whole is split: at MaxLineBytes,
+// splitAt is where a line too long to keep whole is split: at logfile.MaxLineBytes,
 // or earlier so that no masked value straddles the split (each piece is
 // masked on its own).
 func (w *logWriter) splitAt(l []byte) int {
-	return MaxLineBytes - w.secretPrefixAtEnd(l[:MaxLineBytes])
+	return logfile.MaxLineBytes - w.secretPrefixAtEnd(l[:logfile.MaxLineBytes])
 }
 
 // keepPartial writes the unfinished last line, masked, to the partial file,
@@ -304,8 +282,8 @@ func (w *logWriter) line(l []byte, split bool) {
 		w.mu.Unlock()
 	}
 	start := len(w.out)
-	if n := w.lines + w.batch; n%IndexEvery == 0 {
-		w.idxOut = binary.LittleEndian.AppendUint64(w.idxOut, uint64(w.bytes+int64(start)))
+	if n := w.lines + w.batch; n%logfile.IndexEvery == 0 {
+		w.idxOut = logfile.AppendIndex(w.idxOut, w.bytes+int64(start))
 	}
 	if w.replacer != nil && len(w.masks) > 0 {
 		w.out = append(w.out, w.replacer.Replace(string(l))...)
@@ -313,7 +291,7 @@ func (w *logWriter) line(l []byte, split bool) {
 		w.out = append(w.out, l...)
 	}
 	if split {
-		w.out = append(w.out, SplitMarker...)
+		w.out = append(w.out, logfile.SplitMarker...)
 	}
 	w.out = append(w.out, '\n')
 	w.batch++
@@ -398,9 +376,7 @@ func (w *logWriter) stampTimes() {
 	if ms == w.lastMs {
 		return
 	}
-	var rec [TimesRecordSize]byte
-	binary.LittleEndian.PutUint64(rec[:8], uint64(w.lines+1))
-	binary.LittleEndian.PutUint64(rec[8:], uint64(ms))
+	rec := logfile.TimeRecord{Line: w.lines + 1, At: ms}.Encode()
 	if _, err := w.times.Write(rec[:]); err != nil {
 		w.times = nil // like the index, a help: the log goes on without it
 	}
@@ -418,7 +394,7 @@ func (w *logWriter) Counts() (bytes, lines int64) {
 }
 
 // cutOut keeps the whole lines of out that fit under the limit and ends the
-// log with CutMarker.
+// log with logfile.CutMarker.
 func (w *logWriter) cutOut() {
 	room := int(w.limit - w.bytes)
 	keep := 0
@@ -431,10 +407,10 @@ func (w *logWriter) cutOut() {
 		keep += i + 1
 		kept++
 	}
-	w.out = append(w.out[:keep], CutMarker+"\n"...)
+	w.out = append(w.out[:keep], logfile.CutMarker+"\n"...)
 	w.batch = kept + 1
 	// Index entries past the cut point at lines that are gone.
-	for len(w.idxOut) >= 8 && int64(binary.LittleEndian.Uint64(w.idxOut[len(w.idxOut)-8:])) >= w.bytes+int64(keep) {
+	for len(w.idxOut) >= 8 && logfile.IndexEntry(w.idxOut[len(w.idxOut)-8:]) >= w.bytes+int64(keep) {
 		w.idxOut = w.idxOut[:len(w.idxOut)-8]
 	}
 	w.cut = true

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 // A secret stays hidden however a naive script prints it: plain, split
@@ -95,14 +97,14 @@ func TestLogWriterRecordsLineTimes(t *testing.T) {
 	}
 	type rec struct{ line, ms int64 }
 	var got []rec
-	for i := 0; i+TimesRecordSize <= len(data); i += TimesRecordSize {
+	for i := 0; i+logfile.TimeRecordSize <= len(data); i += logfile.TimeRecordSize {
 		got = append(got, rec{int64(binary.LittleEndian.Uint64(data[i:])), int64(binary.LittleEndian.Uint64(data[i+8:])) - t0.UnixMilli()})
 	}
 	want := []rec{{1, 0}, {2, 5}, {5, 20}, {6, 30}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("records (line, ms after start) = %v, want %v", got, want)
 	}
-	if len(data)%TimesRecordSize != 0 {
+	if len(data)%logfile.TimeRecordSize != 0 {
 		t.Errorf("times file has %d bytes: not whole records", len(data))
 	}
 }
@@ -201,14 +203,14 @@ func writeLog(t *testing.T, secrets []string, text string, cut int) string {
 func TestMaskedValueStraddlingTheLineSplit(t *testing.T) {
 	const secret = "straddling-secret-value"
 	// The secret starts 5 bytes before the 4 MiB split point.
-	line := strings.Repeat("x", MaxLineBytes-5) + secret + "tail\n"
-	got := writeLog(t, []string{secret}, line, MaxLineBytes-2)
+	line := strings.Repeat("x", logfile.MaxLineBytes-5) + secret + "tail\n"
+	got := writeLog(t, []string{secret}, line, logfile.MaxLineBytes-2)
 	for _, leak := range []string{secret, secret[:5], secret[5:]} {
 		if strings.Contains(got, leak) {
 			t.Errorf("a piece of the secret %q is in the split log", leak)
 		}
 	}
-	if !strings.Contains(got, SplitMarker) || strings.Count(got, "\n") != 2 {
+	if !strings.Contains(got, logfile.SplitMarker) || strings.Count(got, "\n") != 2 {
 		t.Errorf("want the line split in two, marked: %d lines", strings.Count(got, "\n"))
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 const deadline = 15 * time.Second
@@ -178,11 +180,11 @@ jobs:
 	}
 	total := 0
 	for i, l := range lines {
-		marked := strings.HasSuffix(l, SplitMarker)
+		marked := strings.HasSuffix(l, logfile.SplitMarker)
 		if marked != (i < 2) {
 			t.Errorf("piece %d marked=%v", i, marked)
 		}
-		total += len(strings.TrimSuffix(l, SplitMarker))
+		total += len(strings.TrimSuffix(l, logfile.SplitMarker))
 	}
 	if total != 10<<20 {
 		t.Errorf("kept %d bytes of 10 MiB", total)
@@ -640,7 +642,7 @@ func TestRunnerWritesLineIndex(t *testing.T) {
 	}
 	for k := range 3 {
 		off := int(binary.LittleEndian.Uint64(idx[k*8:]))
-		want := fmt.Sprintf("line %d\n", k*IndexEvery+1)
+		want := fmt.Sprintf("line %d\n", k*logfile.IndexEvery+1)
 		if !strings.HasPrefix(log[off:], want) || (off > 0 && log[off-1] != '\n') {
 			t.Errorf("entry %d: offset %d holds %q, want %q", k, off, log[off:off+12], want)
 		}
@@ -661,7 +663,7 @@ jobs:
 	if run.State != Succeeded || !run.LogCut {
 		t.Errorf("state %s, cut %v", run.State, run.LogCut)
 	}
-	if !strings.HasSuffix(log, "\n"+CutMarker+"\n") || len(log) > 2048+len(CutMarker)+1 {
+	if !strings.HasSuffix(log, "\n"+logfile.CutMarker+"\n") || len(log) > 2048+len(logfile.CutMarker)+1 {
 		t.Errorf("log of %d bytes ends %q", len(log), log[max(0, len(log)-120):])
 	}
 	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")

@@ -2,16 +2,13 @@ package streams
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-)
 
-// indexEvery must match jobs.IndexEvery: the runner writes ID.log.idx, the
-// little-endian uint64 offsets where lines 1, 1+indexEvery, … start.
-const indexEvery = 4096
+	"github.com/shiplog/shiplog/logfile"
+)
 
 // ErrNoSuchLine is returned for a line number past the end of the log.
 var ErrNoSuchLine = errors.New("no such line")
@@ -28,11 +25,11 @@ func lineIndex(path string, end int64) ([]int64, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, _ := os.ReadFile(path + ".idx") // missing or short: rebuilt below
+	data, _ := os.ReadFile(logfile.IndexPath(path)) // missing or short: rebuilt below
 	idx := make([]int64, 0, len(data)/8+1)
 	var b [1]byte
 	for i := 0; i+8 <= len(data); i += 8 {
-		off := int64(binary.LittleEndian.Uint64(data[i:]))
+		off := logfile.IndexEntry(data[i:])
 		if off > end || (len(idx) > 0 && off <= idx[len(idx)-1]) {
 			break // written past what is readable now, or damaged
 		}
@@ -57,7 +54,7 @@ func lineIndex(path string, end int64) ([]int64, error) {
 		pos += int64(len(chunk))
 		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
 			lines++
-			if lines == indexEvery && pos < end {
+			if lines == logfile.IndexEvery && pos < end {
 				idx = append(idx, pos)
 				lines = 0
 			}
@@ -89,7 +86,7 @@ func LineNumber(path string, off int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return int64(k)*indexEvery + 1 + n, nil
+	return int64(k)*logfile.IndexEvery + 1 + n, nil
 }
 
 // LineOffset returns where line n (1-based) starts in a log whose whole
@@ -102,8 +99,8 @@ func LineOffset(path string, n, end int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	k := min(int((n-1)/indexEvery), len(idx)-1)
-	skip := n - 1 - int64(k)*indexEvery
+	k := min(int((n-1)/logfile.IndexEvery), len(idx)-1)
+	skip := n - 1 - int64(k)*logfile.IndexEvery
 	pos := idx[k]
 	if skip == 0 {
 		if pos > end || (pos == end && n > 1) {

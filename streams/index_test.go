@@ -7,11 +7,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 func TestLineIndexWithAndWithoutIndexFile(t *testing.T) {
 	lf := newLogFile(t)
-	const n = 3*indexEvery + 100
+	const n = 3*logfile.IndexEvery + 100
 	var offsets []int64
 	var sb strings.Builder
 	for i := 1; i <= n; i++ {
@@ -22,7 +24,7 @@ func TestLineIndexWithAndWithoutIndexFile(t *testing.T) {
 	end := lf.size
 	check := func(t *testing.T) {
 		t.Helper()
-		for _, line := range []int64{1, 2, indexEvery, indexEvery + 1, 2*indexEvery + 17, n} {
+		for _, line := range []int64{1, 2, logfile.IndexEvery, logfile.IndexEvery + 1, 2*logfile.IndexEvery + 17, n} {
 			off, err := LineOffset(lf.path, line, end)
 			if err != nil || off != offsets[line-1] {
 				t.Errorf("LineOffset(%d) = %d %v, want %d", line, off, err, offsets[line-1])
@@ -41,8 +43,8 @@ func TestLineIndexWithAndWithoutIndexFile(t *testing.T) {
 	t.Run("rebuilt by scanning", check)
 	// An index as the runner writes it.
 	var idx []byte
-	for k := 0; k*indexEvery < n; k++ {
-		idx = binary.LittleEndian.AppendUint64(idx, uint64(offsets[k*indexEvery]))
+	for k := 0; k*logfile.IndexEvery < n; k++ {
+		idx = binary.LittleEndian.AppendUint64(idx, uint64(offsets[k*logfile.IndexEvery]))
 	}
 	if err := os.WriteFile(lf.path+".idx", idx, 0o644); err != nil {
 		t.Fatal(err)

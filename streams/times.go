@@ -2,26 +2,19 @@ package streams
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"time"
-)
 
-// timesRecord must match jobs.TimesRecordSize: the runner writes ID.log.times,
-// records of the little-endian uint64 number of the first line a write
-// completed and the int64 Unix milliseconds when it arrived.
-const timesRecord = 16
+	"github.com/shiplog/shiplog/logfile"
+)
 
 // LineTime says that line Line, and those after it up to the next LineTime's
 // line, arrived at At (Unix milliseconds).
-type LineTime struct {
-	Line int64
-	At   int64
-}
+type LineTime = logfile.TimeRecord
 
 // timesFile is an open ID.log.times.
 type timesFile struct {
@@ -30,7 +23,7 @@ type timesFile struct {
 }
 
 func openTimes(logPath string) (*timesFile, error) {
-	f, err := os.Open(logPath + ".times")
+	f, err := os.Open(logfile.TimesPath(logPath))
 	if err != nil {
 		return nil, err
 	}
@@ -39,15 +32,15 @@ func openTimes(logPath string) (*timesFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &timesFile{f: f, n: st.Size() / timesRecord}, nil
+	return &timesFile{f: f, n: st.Size() / logfile.TimeRecordSize}, nil
 }
 
 func (t *timesFile) at(k int64) (LineTime, error) {
-	var b [timesRecord]byte
-	if _, err := t.f.ReadAt(b[:], k*timesRecord); err != nil {
+	var b [logfile.TimeRecordSize]byte
+	if _, err := t.f.ReadAt(b[:], k*logfile.TimeRecordSize); err != nil {
 		return LineTime{}, err
 	}
-	return LineTime{Line: int64(binary.LittleEndian.Uint64(b[:8])), At: int64(binary.LittleEndian.Uint64(b[8:]))}, nil
+	return logfile.DecodeTime(b[:]), nil
 }
 
 // seek returns the number of the last record at or before line n, or 0 when
@@ -78,13 +71,13 @@ func LineTimes(path string, from, to int64) ([]LineTime, error) {
 	}
 	defer t.f.Close()
 	var out []LineTime
-	r := bufio.NewReaderSize(io.NewSectionReader(t.f, t.seek(from)*timesRecord, (t.n)*timesRecord), 64<<10)
-	var b [timesRecord]byte
+	r := bufio.NewReaderSize(io.NewSectionReader(t.f, t.seek(from)*logfile.TimeRecordSize, (t.n)*logfile.TimeRecordSize), 64<<10)
+	var b [logfile.TimeRecordSize]byte
 	for {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			break
 		}
-		rec := LineTime{Line: int64(binary.LittleEndian.Uint64(b[:8])), At: int64(binary.LittleEndian.Uint64(b[8:]))}
+		rec := logfile.DecodeTime(b[:])
 		if rec.Line > to {
 			break
 		}

@@ -27,7 +27,7 @@ const t0 = int64(1795428000000)
 func TestLineTimes(t *testing.T) {
 	lf := newLogFile(t)
 	lf.write(strings.Repeat("x\n", 100))
-	recs := []LineTime{{1, t0}, {4, t0 + 5}, {10, t0 + 7}, {50, t0 + 1000}}
+	recs := []LineTime{{Line: 1, At: t0}, {Line: 4, At: t0 + 5}, {Line: 10, At: t0 + 7}, {Line: 50, At: t0 + 1000}}
 	writeTimes(t, lf.path, recs...)
 	tests := []struct {
 		from, to int64
@@ -48,8 +48,8 @@ func TestLineTimes(t *testing.T) {
 	}
 
 	// Records that go backwards are damage: what came before them stands.
-	writeTimes(t, lf.path, LineTime{1, t0}, LineTime{8, t0 + 1}, LineTime{3, t0 + 2}, LineTime{20, t0 + 3})
-	if got, _ := LineTimes(lf.path, 1, 100); fmt.Sprint(got) != fmt.Sprint([]LineTime{{1, t0}, {8, t0 + 1}}) {
+	writeTimes(t, lf.path, LineTime{Line: 1, At: t0}, LineTime{Line: 8, At: t0 + 1}, LineTime{Line: 3, At: t0 + 2}, LineTime{Line: 20, At: t0 + 3})
+	if got, _ := LineTimes(lf.path, 1, 100); fmt.Sprint(got) != fmt.Sprint([]LineTime{{Line: 1, At: t0}, {Line: 8, At: t0 + 1}}) {
 		t.Errorf("damaged times: %v", got)
 	}
 	// A log from before line times: none, and no error.
@@ -63,7 +63,7 @@ func TestWriteStamped(t *testing.T) {
 	lf := newLogFile(t)
 	long := strings.Repeat("y", 300<<10) // longer than the read buffer
 	lf.write("one\ntwo\n" + long + "\nfour\nfive\n")
-	writeTimes(t, lf.path, LineTime{1, t0 + 1}, LineTime{3, t0 + 1500}, LineTime{5, t0 + 61_000})
+	writeTimes(t, lf.path, LineTime{Line: 1, At: t0 + 1}, LineTime{Line: 3, At: t0 + 1500}, LineTime{Line: 5, At: t0 + 61_000})
 	stamp := func(ms int64) string {
 		return "2026-11-23T10:" + fmt.Sprintf("%02d:%06.3f", ms/60000, float64(ms%60000)/1000) + "Z "
 	}
