@@ -5,94 +5,58 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shiplog/shiplog/api"
+
 	"github.com/shiplog/shiplog/jobs"
 )
 
 func fmtMsg(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
-// runJSON is the API's view of a run.
-type runJSON struct {
-	*jobs.Run
-	DurationMS *int64 `json:"duration_ms"`
-	// Log is there once the run has finished. While it runs, its size and
-	// line count change with every line: they are in the X-Log-Bytes and
-	// X-Log-Lines headers instead, so the ETag moves only with state,
-	// progress and annotations, and polls stay cheap 304s.
-	Log      *logJSON      `json:"log,omitempty"`
-	Links    linksJSON     `json:"links"`
-	Progress jobs.Progress `json:"progress"`
-}
-
-type logJSON struct {
-	Bytes int64 `json:"bytes"`
-	Lines int64 `json:"lines"`
-	Cut   bool  `json:"cut"` // cut at the job's max_log_size
-}
-
-type linksJSON struct {
-	Page   string `json:"page"`
-	Log    string `json:"log"`
-	Events string `json:"events"`
-}
-
-func toRunJSON(r *jobs.Run, now time.Time) runJSON {
+// toRunJSON is the API's view of run r at now.
+func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 	id := strconv.FormatInt(r.ID, 10)
-	out := runJSON{
-		Run: r,
-		Links: linksJSON{
+	out := api.Run{
+		ID:          r.ID,
+		Job:         r.Job,
+		Params:      r.Params,
+		State:       api.State(r.State),
+		ExitCode:    r.ExitCode,
+		Error:       r.Error,
+		Annotations: make([]api.Annotation, 0, len(r.Annotations)),
+		TriggeredBy: r.TriggeredBy,
+		RerunOf:     r.RerunOf,
+		QueuedAt:    r.QueuedAt,
+		StartedAt:   r.StartedAt,
+		FinishedAt:  r.FinishedAt,
+		Links: api.Links{
 			Page:   "/runs/" + id,
 			Log:    "/api/runs/" + id + "/log",
 			Events: "/api/runs/" + id + "/events",
 		},
 	}
+	for _, a := range r.Annotations {
+		out.Annotations = append(out.Annotations, api.Annotation{Level: a.Level, Message: a.Message, Title: a.Title, Line: a.Line})
+	}
 	if r.State.Finished() {
-		out.Log = &logJSON{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut}
+		out.Log = &api.Log{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut}
 	}
 	if r.Progress != nil {
-		out.Progress = *r.Progress
+		out.Progress = api.Progress{Percent: r.Progress.Percent, Message: r.Progress.Message}
 	}
-	if r.StartedAt != nil {
+	if r.StartedAt != nil && r.FinishedAt != nil {
 		d := r.Duration(now).Milliseconds()
-		if r.FinishedAt != nil {
-			out.DurationMS = &d
-		} else {
-			// A running run's duration changes every moment; clients compute
-			// it from started_at, so its ETag stays put between changes.
-			out.DurationMS = nil
-		}
-	}
-	if out.Annotations == nil {
-		out.Annotations = []jobs.Annotation{}
+		out.DurationMS = &d
 	}
 	return out
 }
 
-type paramJSON struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description,omitempty"`
-	Required    bool     `json:"required"`
-	Default     string   `json:"default,omitempty"`
-	Choices     []string `json:"choices,omitempty"`
-	Pattern     string   `json:"pattern,omitempty"`
-}
-
-type jobJSON struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	Lock        string      `json:"lock,omitempty"`
-	Timeout     string      `json:"timeout,omitempty"`
-	Confirm     bool        `json:"confirm"`
-	Params      []paramJSON `json:"params"`
-	LastRun     *runJSON    `json:"last_run"`
-}
-
-func toJobJSON(j *jobs.Job, last *jobs.Run, now time.Time) jobJSON {
-	out := jobJSON{Name: j.Name, Description: j.Description, Lock: j.Lock, Confirm: j.Confirm, Params: []paramJSON{}}
+func toJobJSON(j *jobs.Job, last *jobs.Run, now time.Time) api.Job {
+	out := api.Job{Name: j.Name, Description: j.Description, Lock: j.Lock, Confirm: j.Confirm, Params: []api.Param{}}
 	if j.Timeout > 0 {
 		out.Timeout = j.Timeout.String()
 	}
 	for _, p := range j.Params {
-		out.Params = append(out.Params, paramJSON{p.Name, p.Description, p.Required, p.Default, p.Choices, p.Pattern})
+		out.Params = append(out.Params, api.Param{Name: p.Name, Description: p.Description, Required: p.Required, Default: p.Default, Choices: p.Choices, Pattern: p.Pattern})
 	}
 	if last != nil {
 		rj := toRunJSON(last, now)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/api"
 )
 
 const apiConfig = `
@@ -41,11 +41,11 @@ func TestRunStatusETagAndLongPoll(t *testing.T) {
 	if code != 200 || etag == "" {
 		t.Fatalf("GET: %d etag %q", code, etag)
 	}
-	var got runJSON
+	var got api.Run
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.State != jobs.Running || got.Links.Events != path+"/events" || got.Progress.Percent != 1 {
+	if got.State != api.Running || got.Links.Events != path+"/events" || got.Progress.Percent != 1 {
 		t.Errorf("run: %s", body)
 	}
 
@@ -80,7 +80,7 @@ func TestRunStatusETagAndLongPoll(t *testing.T) {
 		t.Fatal("long poll did not wake on change")
 	}
 	final := s.waitRun(run.ID, isFinished)
-	if final.State != jobs.Succeeded || final.DurationMS == nil || final.Log.Lines != 3 {
+	if final.State != api.Succeeded || final.DurationMS == nil || final.Log.Lines != 3 {
 		t.Errorf("final: %+v", final)
 	}
 	// A finished run answers a long poll at once.
@@ -180,7 +180,7 @@ func TestAPIErrors(t *testing.T) {
 func countRuns(t *testing.T, s *testServer) int {
 	t.Helper()
 	_, _, body := s.do("GET", "/api/runs?limit=500", "")
-	var page struct{ Runs []runJSON }
+	var page struct{ Runs []api.Run }
 	if err := json.Unmarshal(body, &page); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestListRunsPaginatesNewestFirst(t *testing.T) {
 			t.Fatalf("%s: %d %s", next, code, body)
 		}
 		var page struct {
-			Runs []runJSON
+			Runs []api.Run
 			Next string
 		}
 		if err := json.Unmarshal(body, &page); err != nil {
@@ -229,7 +229,7 @@ func TestListRunsPaginatesNewestFirst(t *testing.T) {
 	}
 	// The jobs list carries schema and last run.
 	_, _, body = s.do("GET", "/api/jobs", "")
-	var list []jobJSON
+	var list []api.Job
 	if err := json.Unmarshal(body, &list); err != nil {
 		t.Fatal(err)
 	}
@@ -255,21 +255,21 @@ func TestCancelAndRerun(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("cancel: %d %s", code, body)
 	}
-	if got := s.waitRun(run.ID, isFinished); got.State != jobs.Canceled {
+	if got := s.waitRun(run.ID, isFinished); got.State != api.Canceled {
 		t.Errorf("state %s", got.State)
 	}
 	code, _, body = s.do("POST", fmt.Sprintf("/api/runs/%d/rerun", run.ID), "")
 	if code != http.StatusCreated {
 		t.Fatalf("rerun: %d %s", code, body)
 	}
-	var again runJSON
+	var again api.Run
 	json.Unmarshal(body, &again)
 	if again.ID == run.ID || again.Job != "gate" || again.RerunOf != run.ID {
 		t.Errorf("rerun: %s", body)
 	}
 	s.waitRun(again.ID, isWaiting)
 	s.release(again.ID)
-	if got := s.waitRun(again.ID, isFinished); got.State != jobs.Succeeded {
+	if got := s.waitRun(again.ID, isFinished); got.State != api.Succeeded {
 		t.Errorf("rerun state %s", got.State)
 	}
 }
@@ -431,7 +431,7 @@ jobs:
 		{`{"params":{"TARGET":true}}`, "true"},
 	} {
 		code, _, body := s.do("POST", "/api/jobs/echo/runs", tt.body)
-		var r runJSON
+		var r api.Run
 		if code != 201 || json.Unmarshal(body, &r) != nil {
 			t.Fatalf("%s: %d %s", tt.body, code, body)
 		}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/shiplog/shiplog/api"
 )
 
 // The outside attack's matrix, kept: every route and method as every kind
@@ -87,7 +89,7 @@ func TestAttackRoutesByRoles(t *testing.T) {
 func (s *testServer) trigger2(hdr []string, job string) int64 {
 	s.t.Helper()
 	code, _, body := s.do("POST", "/api/jobs/"+job+"/runs", "{}", hdr...)
-	var r runJSON
+	var r api.Run
 	if code != 201 || json.Unmarshal(body, &r) != nil {
 		s.fatalf("trigger %s: %d %s", job, code, body)
 	}
@@ -98,7 +100,7 @@ func (s *testServer) waitRunAs(hdr []string, id int64) {
 	s.t.Helper()
 	for range 200 {
 		code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d?wait=10s", id), "", hdr...)
-		var r runJSON
+		var r api.Run
 		if code == 200 && json.Unmarshal(body, &r) == nil && r.State.Finished() {
 			return
 		}

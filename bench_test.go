@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/sse"
 )
 
 // The load benchmark: `task bench` (go test -run '^$' -bench Load -benchtime 1x .).
@@ -203,7 +203,7 @@ func viewer(ctx context.Context, url string, onLine func(string), connected ...*
 		return 0, err
 	}
 	defer resp.Body.Close()
-	dec := streams.NewDecoder(resp.Body)
+	dec := sse.NewDecoder(resp.Body)
 	for {
 		ev, err := dec.Next()
 		if err != nil {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shiplog/shiplog/access"
+	"github.com/shiplog/shiplog/api"
 )
 
 // paramFlags collects repeated -p KEY=VALUE.
@@ -81,18 +80,11 @@ func cliRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{"params": map[string]string(params)})
-	resp, err := c.do(ctx, http.MethodPost, "/api/jobs/"+pos[0]+"/runs", bytes.NewReader(body), nil)
+	run, err := c.Trigger(ctx, pos[0], params)
 	if err != nil {
 		return err
 	}
-	var run runJSON
-	err = decodeResponse(resp, &run)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	page := c.base + run.Links.Page
+	page := c.URL(run.Links.Page)
 	switch {
 	case *follow:
 		fmt.Fprintf(stderr, "#%d %s queued: %s\n", run.ID, run.Job, page)
@@ -103,17 +95,17 @@ func cliRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "#%d %s queued: %s\n", run.ID, run.Job, page)
 		return nil
 	}
-	return followToEnd(ctx, c, run.ID, stdout, stderr)
+	return followToEnd(ctx, c, run.ID, false, stdout, stderr)
 }
 
 // followToEnd streams a run's log to stdout, with a progress bar on stderr
 // when it is a terminal, and exits with the run's outcome.
-func followToEnd(ctx context.Context, c *client, id int64, stdout, stderr io.Writer) error {
-	var progress func(*runJSON)
+func followToEnd(ctx context.Context, c *api.Client, id int64, stamped bool, stdout, stderr io.Writer) error {
+	var progress func(*api.Run)
 	tty := false
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		tty = true
-		progress = func(r *runJSON) { fmt.Fprint(stderr, progressLine(r)) }
+		progress = func(r *api.Run) { fmt.Fprint(stderr, progressLine(r)) }
 	}
 	out := stdout
 	if tty {
@@ -123,7 +115,10 @@ func followToEnd(ctx context.Context, c *client, id int64, stdout, stderr io.Wri
 			return stdout.Write(p)
 		})
 	}
-	run, err := c.follow(ctx, id, out, progress)
+	run, err := c.Follow(ctx, id, out, api.FollowOptions{Stamped: stamped, Progress: progress})
+	if we, ok := errors.AsType[*api.WriteError](err); ok {
+		return &exitError{code: exitCLIError, msg: we.Error()}
+	}
 	if err != nil {
 		return err
 	}
@@ -157,37 +152,26 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	path := "/api/runs/" + strconv.FormatInt(id, 10)
 	var (
-		run  runJSON
+		run  *api.Run
 		raw  []byte
 		etag string
 	)
 	for {
-		p, hdr := path, http.Header{}
+		hold := time.Duration(0)
 		if etag != "" {
-			p += "?wait=30s"
-			hdr.Set("If-None-Match", etag)
+			hold = 30 * time.Second
 		}
-		resp, err := c.do(ctx, http.MethodGet, p, nil, hdr)
+		p, err := c.PollRun(ctx, id, etag, hold)
 		if err != nil {
 			return err
 		}
-		if resp.StatusCode == http.StatusOK {
-			raw, err = io.ReadAll(io.LimitReader(resp.Body, maxStatusBytes))
-			if err == nil {
-				err = json.Unmarshal(raw, &run)
-			}
-			if err != nil {
-				resp.Body.Close()
-				return &exitError{code: exitCLIError, msg: fmt.Sprintf("read response: %v", err)}
-			}
-			etag = resp.Header.Get("ETag")
+		if p.Changed {
+			run, raw, etag = p.Run, p.Raw, p.ETag
 			if *wait && !*asJSON && !run.State.Finished() {
-				fmt.Fprintln(stderr, describeRun(&run))
+				fmt.Fprintln(stderr, describeRun(run))
 			}
 		}
-		resp.Body.Close()
 		if !*wait || run.State.Finished() {
 			break
 		}
@@ -197,10 +181,10 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return &exitError{code: exitCLIError, msg: fmt.Sprintf("write: %v", err)}
 		}
 	} else {
-		fmt.Fprintln(stdout, describeRun(&run))
+		fmt.Fprintln(stdout, describeRun(run))
 	}
 	if *wait {
-		if code := runExitCode(&run); code != 0 {
+		if code := runExitCode(run); code != 0 {
 			return &exitError{code: code}
 		}
 	}
@@ -223,20 +207,15 @@ func cliLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	c.stamped = *stamped
 	if *follow {
-		return followToEnd(ctx, c, id, stdout, stderr)
+		return followToEnd(ctx, c, id, *stamped, stdout, stderr)
 	}
-	path := "/api/runs/" + strconv.FormatInt(id, 10) + "/log"
-	if *stamped {
-		path += "?timestamps=1"
-	}
-	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+	body, err := c.Log(ctx, id, *stamped)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(stdout, resp.Body); err != nil {
+	defer body.Close()
+	if _, err := io.Copy(stdout, body); err != nil {
 		return &exitError{code: exitCLIError, msg: fmt.Sprintf("read log: %v", err)}
 	}
 	return nil
@@ -251,8 +230,8 @@ func cliJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var list []jobJSON
-	if err := c.getJSON(ctx, "/api/jobs", &list); err != nil {
+	list, err := c.Jobs(ctx)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -290,13 +269,8 @@ func cliCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/api/runs/"+strconv.FormatInt(id, 10)+"/cancel", nil, nil)
+	run, err := c.Cancel(ctx, id)
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var run runJSON
-	if err := decodeResponse(resp, &run); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "#%d %s: cancel requested\n", run.ID, run.Job)
@@ -322,6 +296,3 @@ func cliToken(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "Token for %s (%s); shown once, keep it secret:\n\n  %s\n\nAdd this under auth.tokens in the config file, then restart shiplog:\n\nauth:\n  tokens:\n%s\n", pos[0], r, secret, line)
 	return nil
 }
-
-// maxStatusBytes bounds a run's JSON as the CLI reads it.
-const maxStatusBytes = 16 << 20

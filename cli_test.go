@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/shiplog/shiplog/api"
 )
 
 const cliConfig = `
@@ -350,7 +352,7 @@ jobs:
 	if err != nil {
 		t.Fatalf("logs -f through a flaky link: %v (after %d cuts, %d bytes)", err, proxy.cuts.Load(), stdout.Len())
 	}
-	if cuts := proxy.cuts.Load(); cuts <= maxFollowFailures+10 {
+	if cuts := proxy.cuts.Load(); cuts <= api.MaxFollowFailures+10 {
 		t.Fatalf("only %d cuts: the test needs more than the old limit of 30", cuts)
 	}
 	if want := s.logFile(many.ID); !bytes.Equal(stdout.Bytes(), want) {

@@ -18,7 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/sse"
 )
 
 const eventsConfig = `
@@ -177,7 +178,7 @@ func TestManyViewersGetEveryLine(t *testing.T) {
 		t.Skip("many connections")
 	}
 	s := startServer(t, eventsConfig)
-	check := func(t *testing.T, runs []runJSON, perRun int) {
+	check := func(t *testing.T, runs []api.Run, perRun int) {
 		var wg sync.WaitGroup
 		results := make([][]sseResult, len(runs))
 		var started sync.WaitGroup
@@ -210,10 +211,10 @@ func TestManyViewersGetEveryLine(t *testing.T) {
 	t.Run("1000 viewers of one job", func(t *testing.T) {
 		run := s.trigger("printer", map[string]string{"N": "300"})
 		s.waitRun(run.ID, isWaiting)
-		check(t, []runJSON{run}, 1000)
+		check(t, []api.Run{run}, 1000)
 	})
 	t.Run("100 viewers over 20 jobs", func(t *testing.T) {
-		var runs []runJSON
+		var runs []api.Run
 		for range 20 {
 			run := s.trigger("printer", map[string]string{"N": "300"})
 			runs = append(runs, run)
@@ -437,7 +438,7 @@ jobs:
 		}
 	}
 	body := httputil.NewChunkedReader(stuck)
-	dec := streams.NewDecoder(body)
+	dec := sse.NewDecoder(body)
 	want := 1
 	for {
 		ev, err := dec.Next()

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/shiplog/shiplog/access"
+	"github.com/shiplog/shiplog/api"
 	"github.com/shiplog/shiplog/jobs"
 )
 
@@ -27,7 +28,7 @@ const maxWait = 55 * time.Second
 func (s *server) listJobs(c echo.Context) error {
 	ctx := c.Request().Context()
 	now := time.Now()
-	out := []jobJSON{}
+	out := []api.Job{}
 	for _, j := range s.runner.Config().Jobs {
 		last, err := s.lastRun(ctx, j.Name)
 		if err != nil {
@@ -217,10 +218,7 @@ func (s *server) listRuns(c echo.Context) error {
 		return err
 	}
 	now := time.Now()
-	out := struct {
-		Runs []runJSON `json:"runs"`
-		Next string    `json:"next,omitempty"`
-	}{Runs: []runJSON{}}
+	out := api.RunList{Runs: []api.Run{}}
 	if len(runs) == f.Limit {
 		runs = runs[:f.Limit-1]
 		q := c.Request().URL.Query()
@@ -354,7 +352,7 @@ func (s *server) getRun(c echo.Context) error {
 }
 
 // setLogHeaders says how far a run's log has got: live while it runs (the
-// JSON leaves it out then, see runJSON.Log), from the runner's counts, so a
+// JSON leaves it out then, see api.Run.Log), from the runner's counts, so a
 // poll costs no file reads.
 func (s *server) setLogHeaders(h http.Header, run *jobs.Run) {
 	size, lines := run.LogBytes, run.LogLines

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/api"
 )
 
 func TestStreamCapsAndTriggerRateLimit(t *testing.T) {
@@ -138,7 +140,7 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 				}
 				code, _, body := s.do("POST", "/api/jobs/quick/runs", "{}", "X-Forwarded-For", xff)
 				if i < 2 {
-					var r runJSON
+					var r api.Run
 					if code != 201 || json.Unmarshal(body, &r) != nil {
 						t.Fatalf("trigger %d: %d %s", i, code, body)
 					}

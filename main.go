@@ -49,15 +49,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return serve(ctx, cfg, stderr)
 	case "run":
-		return cliRun(ctx, args, stdout, stderr)
+		return exitFor(cliRun(ctx, args, stdout, stderr))
 	case "status":
-		return cliStatus(ctx, args, stdout, stderr)
+		return exitFor(cliStatus(ctx, args, stdout, stderr))
 	case "logs":
-		return cliLogs(ctx, args, stdout, stderr)
+		return exitFor(cliLogs(ctx, args, stdout, stderr))
 	case "jobs":
-		return cliJobs(ctx, args, stdout, stderr)
+		return exitFor(cliJobs(ctx, args, stdout, stderr))
 	case "cancel":
-		return cliCancel(ctx, args, stdout, stderr)
+		return exitFor(cliCancel(ctx, args, stdout, stderr))
 	case "token":
 		return cliToken(args, stdout, stderr)
 	case "help":

@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/sse"
 )
 
 const deadline = 30 * time.Second
@@ -159,14 +160,14 @@ func (s *testServer) do(method, path string, body string, hdr ...string) (int, h
 	return resp.StatusCode, resp.Header, data
 }
 
-func (s *testServer) trigger(job string, params map[string]string) runJSON {
+func (s *testServer) trigger(job string, params map[string]string) api.Run {
 	s.t.Helper()
 	body, _ := json.Marshal(map[string]any{"params": params})
 	code, hdr, data := s.do("POST", "/api/jobs/"+job+"/runs", string(body))
 	if code != http.StatusCreated {
 		s.fatalf("trigger %s: %d %s", job, code, data)
 	}
-	var run runJSON
+	var run api.Run
 	if err := json.Unmarshal(data, &run); err != nil {
 		s.fatalf("%v", err)
 	}
@@ -177,24 +178,41 @@ func (s *testServer) trigger(job string, params map[string]string) runJSON {
 }
 
 // waitRun long-polls the API until cond holds.
-func (s *testServer) waitRun(id int64, cond func(*runJSON) bool) runJSON {
+func (s *testServer) waitRun(id int64, cond func(*api.Run) bool) api.Run {
 	s.t.Helper()
 	return s.waitRunWithin(id, cond, deadline)
 }
 
-// waitRunWithin is waitRun with a deadline of its own.
-func (s *testServer) waitRunWithin(id int64, cond func(*runJSON) bool, within time.Duration) runJSON {
+// waitRunWithin is waitRun with a deadline of its own. It long-polls with
+// the typed client, as other Go programs would.
+func (s *testServer) waitRunWithin(id int64, cond func(*api.Run) bool, within time.Duration) api.Run {
 	s.t.Helper()
-	timeout := time.Now().Add(within)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := api.New(s.URL, "")
+	if err != nil {
+		s.fatalf("%v", err)
+	}
 	etag := ""
-	var run runJSON
-	for time.Now().Before(timeout) {
-		code, hdr, data := s.do("GET", fmt.Sprintf("/api/runs/%d?wait=10s", id), "", "If-None-Match", etag)
-		if code == http.StatusOK {
-			if err := json.Unmarshal(data, &run); err != nil {
-				s.fatalf("%v", err)
+	var run api.Run
+	for ctx.Err() == nil {
+		p, err := c.PollRun(ctx, id, etag, 10*time.Second)
+		if se, ok := errors.AsType[*api.StatusError](err); ok && se.Status == http.StatusNotFound {
+			// Not triggered yet (by a command the test started).
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
 			}
-			etag = hdr.Get("ETag")
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.fatalf("poll run #%d: %v", id, err)
+		}
+		if p.Changed {
+			run, etag = *p.Run, p.ETag
 			if cond(&run) {
 				return run
 			}
@@ -204,8 +222,8 @@ func (s *testServer) waitRunWithin(id int64, cond func(*runJSON) bool, within ti
 	return run
 }
 
-func isFinished(r *runJSON) bool { return r.State.Finished() }
-func isWaiting(r *runJSON) bool  { return r.Progress.Message == "waiting" }
+func isFinished(r *api.Run) bool { return r.State.Finished() }
+func isWaiting(r *api.Run) bool  { return r.Progress.Message == "waiting" }
 
 func (s *testServer) logFile(id int64) []byte {
 	s.t.Helper()
@@ -220,7 +238,7 @@ func (s *testServer) logFile(id int64) []byte {
 type sseResult struct {
 	lines  []string
 	lastID string
-	events []streams.Event
+	events []sse.Event
 	ended  bool
 }
 
@@ -240,7 +258,7 @@ func (s *testServer) events(path string, n int, hdr ...string) sseResult {
 		b, _ := io.ReadAll(resp.Body)
 		s.fatalf("%s: %d %s", path, resp.StatusCode, b)
 	}
-	dec := streams.NewDecoder(resp.Body)
+	dec := sse.NewDecoder(resp.Body)
 	logs := 0
 	for {
 		ev, err := dec.Next()

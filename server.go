@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/shiplog/shiplog/access"
+	"github.com/shiplog/shiplog/api"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/streams"
 )
@@ -149,10 +150,7 @@ func (s *server) handleError(err error, c echo.Context) {
 		_ = s.renderErrorPage(c, status, msg)
 		return
 	}
-	body := map[string]string{"error": msg}
-	if field != "" {
-		body["field"] = field
-	}
+	body := api.ErrorBody{Error: msg, Field: field}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/sse"
 )
 
 // On SIGTERM (the context ending) shiplog takes no new runs, keeps serving
@@ -44,16 +45,16 @@ jobs:
 	queued := s.trigger("gate", nil)
 
 	// Viewers watching when the server stops.
-	watch := func(id int64) chan []streams.Event {
-		events := make(chan []streams.Event, 1)
+	watch := func(id int64) chan []sse.Event {
+		events := make(chan []sse.Event, 1)
 		resp, err := http.Get(fmt.Sprintf("%s/api/runs/%d/events", s.URL, id))
 		if err != nil {
 			t.Fatal(err)
 		}
 		go func() {
 			defer resp.Body.Close()
-			var evs []streams.Event
-			dec := streams.NewDecoder(resp.Body)
+			var evs []sse.Event
+			dec := sse.NewDecoder(resp.Body)
 			for {
 				ev, err := dec.Next()
 				if err != nil {
@@ -78,7 +79,7 @@ jobs:
 		if code != http.StatusCreated || time.Now().After(deadlineAt) {
 			t.Fatalf("trigger during shutdown: %d %s", code, body)
 		}
-		var r runJSON
+		var r api.Run
 		json.Unmarshal(body, &r)
 		s.release(r.ID) // raced the signal: let it finish too
 	}

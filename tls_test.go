@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shiplog/shiplog/streams"
+	"github.com/shiplog/shiplog/sse"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and a
@@ -144,7 +144,7 @@ func TestTLSEventStreamOverHTTP1(t *testing.T) {
 	if resp.Proto != "HTTP/1.1" || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		t.Fatalf("%s %v", resp.Proto, resp.Header)
 	}
-	dec := streams.NewDecoder(resp.Body)
+	dec := sse.NewDecoder(resp.Body)
 	var lines []string
 	for {
 		ev, err := dec.Next()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"sync"
+
+	"github.com/shiplog/shiplog/sse"
 )
 
 // Batch is a run of whole lines that lie at [Start, End) in the log file.
@@ -73,7 +75,7 @@ func (b *Batch) seal() {
 			pos += len("event: log\n")
 		}
 		pos += len("data: ")
-		if pos < len(ev) && ev[pos] == escapeMark {
+		if pos < len(ev) && ev[pos] == sse.EscapeMark {
 			b.Lines[i] = bytes.Clone(l) // escaped: not there as it is
 		} else {
 			b.Lines[i] = ev[pos : pos+len(l) : pos+len(l)]

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shiplog/shiplog/sse"
 )
 
 // Status reports a run's state to a stream: its JSON, whether it has
@@ -104,7 +106,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 	}
 	buf = buf[:0]
 	if opts.Window != nil {
-		buf = AppendEvent(buf, "window", opts.Window)
+		buf = sse.AppendEvent(buf, "window", opts.Window)
 	}
 	write := func() error {
 		if len(buf) == 0 {
@@ -136,7 +138,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			stale = false
 		}
 		if !bytes.Equal(data, lastStatus) {
-			buf = AppendEvent(buf, "status", data)
+			buf = sse.AppendEvent(buf, "status", data)
 			lastStatus = data
 		}
 		// Everything available now goes out before one flush.
@@ -150,7 +152,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 						return err
 					}
 				}
-				buf = AppendEvent(buf, "end", data)
+				buf = sse.AppendEvent(buf, "end", data)
 				if err := write(); err != nil {
 					return err
 				}
@@ -159,7 +161,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 			if errors.Is(err, ErrClosed) {
 				// The server is going away: say so, and EventSource
 				// reconnects (to the next server) after the retry hint.
-				buf = AppendEvent(buf, "shutdown", []byte(`{}`))
+				buf = sse.AppendEvent(buf, "shutdown", []byte(`{}`))
 				out.hurry(time.Second)
 				if write() == nil {
 					_ = out.end()

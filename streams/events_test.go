@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/sse"
 )
 
 // hijackWriter is a response writer whose connection can be taken over, as
@@ -55,7 +57,7 @@ func readStream(t *testing.T, r *bufio.Reader) []string {
 		case strings.HasPrefix(l, "event: "):
 			event = strings.TrimPrefix(l, "event: ")
 		case strings.HasPrefix(l, "data: ") && event == "log":
-			lines = append(lines, DecodeLine(strings.TrimPrefix(l, "data: ")))
+			lines = append(lines, sse.DecodeLine(strings.TrimPrefix(l, "data: ")))
 		case l == "" && event == "end":
 			return lines
 		}

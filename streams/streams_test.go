@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shiplog/shiplog/sse"
 )
 
 const deadline = 20 * time.Second
@@ -189,10 +191,10 @@ func TestFramingSurvivesAnyBytes(t *testing.T) {
 }
 
 // decodeAll reads every event in enc.
-func decodeAll(t *testing.T, enc []byte) []Event {
+func decodeAll(t *testing.T, enc []byte) []sse.Event {
 	t.Helper()
-	dec := NewDecoder(bytes.NewReader(enc))
-	var evs []Event
+	dec := sse.NewDecoder(bytes.NewReader(enc))
+	var evs []sse.Event
 	for {
 		ev, err := dec.Next()
 		if errors.Is(err, io.EOF) {

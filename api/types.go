@@ -1,0 +1,118 @@
+// Package api is shiplog's HTTP API as a Go program sees it: the JSON
+// types the server answers with, and a Client that triggers runs, reads
+// their state and follows their logs, resuming across dropped connections.
+// The shiplog CLI is built on it; the README's API section documents the
+// same endpoints for other languages.
+package api
+
+import "time"
+
+// State is where a run is in its life.
+type State string
+
+// The states of a run. Only Queued and Running are not final.
+const (
+	Queued      State = "queued"
+	Running     State = "running"
+	Succeeded   State = "succeeded"
+	Failed      State = "failed"
+	Canceled    State = "canceled"
+	TimedOut    State = "timed_out"
+	Interrupted State = "interrupted"
+)
+
+// Finished reports whether the state is final.
+func (s State) Finished() bool { return s != Queued && s != Running }
+
+// Run is a run of a job (GET /api/runs/{id}).
+type Run struct {
+	ID          int64             `json:"id"`
+	Job         string            `json:"job"`
+	Params      map[string]string `json:"params"`
+	State       State             `json:"state"`
+	ExitCode    *int              `json:"exit_code"`
+	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
+	Annotations []Annotation      `json:"annotations"`
+	TriggeredBy string            `json:"triggered_by"`
+	RerunOf     int64             `json:"rerun_of,omitempty"`
+	QueuedAt    time.Time         `json:"queued_at"`
+	StartedAt   *time.Time        `json:"started_at"`
+	FinishedAt  *time.Time        `json:"finished_at"`
+	// DurationMS is null until the run has finished: compute a running
+	// run's from StartedAt, so that its ETag does not move every moment.
+	DurationMS *int64 `json:"duration_ms"`
+	// Log is there once the run has finished. While it runs, its size and
+	// line count change with every line: they are in the X-Log-Bytes and
+	// X-Log-Lines headers instead, so the ETag moves only with state,
+	// progress and annotations, and polls stay cheap 304s.
+	Log      *Log     `json:"log,omitempty"`
+	Links    Links    `json:"links"`
+	Progress Progress `json:"progress"`
+}
+
+// Progress is the latest ::progress:: a run reported.
+type Progress struct {
+	Percent int    `json:"percent"`
+	Message string `json:"message"`
+}
+
+// Annotation is a ::notice::, ::warning:: or ::error:: a run printed.
+type Annotation struct {
+	Level   string `json:"level"` // notice, warning or error
+	Message string `json:"message"`
+	Title   string `json:"title,omitempty"`
+	Line    int64  `json:"line"` // 1-based line in the log
+}
+
+// Log is the size of a finished run's log.
+type Log struct {
+	Bytes int64 `json:"bytes"`
+	Lines int64 `json:"lines"`
+	Cut   bool  `json:"cut"` // cut at the job's max_log_size
+}
+
+// Links are the run's page and endpoints, relative to the server.
+type Links struct {
+	Page   string `json:"page"`
+	Log    string `json:"log"`
+	Events string `json:"events"`
+}
+
+// RunList is a page of runs (GET /api/runs), newest first; Next is the
+// query of the next page, if any.
+type RunList struct {
+	Runs []Run  `json:"runs"`
+	Next string `json:"next,omitempty"`
+}
+
+// Job is a job as GET /api/jobs lists it.
+type Job struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Lock        string  `json:"lock,omitempty"`
+	Timeout     string  `json:"timeout,omitempty"`
+	Confirm     bool    `json:"confirm"`
+	Params      []Param `json:"params"`
+	LastRun     *Run    `json:"last_run"`
+}
+
+// Param is a job's parameter.
+type Param struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Required    bool     `json:"required"`
+	Default     string   `json:"default,omitempty"`
+	Choices     []string `json:"choices,omitempty"`
+	Pattern     string   `json:"pattern,omitempty"`
+}
+
+// TriggerRequest is the body of POST /api/jobs/{job}/runs.
+type TriggerRequest struct {
+	Params map[string]string `json:"params"`
+}
+
+// ErrorBody is what the server answers an error with.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"` // the parameter at fault, if any
+}
