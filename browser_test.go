@@ -12,6 +12,8 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+
+	"github.com/shiplog/shiplog/api"
 )
 
 // browser starts headless Chromium for one test; tests skip without it (CI
@@ -106,6 +108,14 @@ jobs:
       i=0
       while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do i=$((i+1)); echo "tick $i"; sleep 0.005; done
       echo "released"
+  growing:
+    env: {GATE: $$GATE}
+    run: |
+      i=0
+      while [ ! -e "$GATE/grow-$SHIPLOG_RUN_ID" ]; do i=$((i+1)); echo "tick $i"; sleep 0.005; done
+      echo "::progress::50 halfway"
+      echo "::error title=check::the header grows with this"
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
   numbers:
     params: [{name: N, default: "500"}]
     run: |
@@ -464,4 +474,93 @@ jobs:
 		until(lineText(123)),
 	)
 	t.Logf("1 GB log: search across all of it answered in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// offScreen lists visible elements that stick out of the viewport sideways
+// (lines inside the log scroll within it, and the skip link hides off
+// screen until focused).
+const offScreen = `[...document.querySelectorAll('body *')].filter(e => {
+	if (e.closest('.log-view, .skip, .log-static')) return false;
+	const r = e.getBoundingClientRect();
+	return r.width > 0 && r.height > 0 && (r.right > innerWidth + 0.5 || r.left < -0.5);
+}).slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().left) + '..' + Math.round(e.getBoundingClientRect().right))`
+
+// Following means the newest line is on screen: the log fills exactly the
+// space the page leaves it, at desktop and phone sizes, without the page
+// itself scrolling; and at phone width nothing on any page is off screen.
+func TestBrowserNewestLineVisibleAndNothingOffScreen(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	done := s.trigger("numbers", map[string]string{"N": "30"})
+	s.waitRun(done.ID, isFinished)
+	const newest = `(() => {
+		const rows = document.querySelectorAll('.log-view .l');
+		const last = rows[rows.length - 1].getBoundingClientRect();
+		const v = document.querySelector('.log-view');
+		return {top: last.top, bottom: last.bottom, inner: innerHeight, page: document.documentElement.scrollHeight,
+			following: document.querySelector('[data-opt=follow]').checked, gap: v.scrollHeight - v.scrollTop - v.clientHeight};
+	})()`
+	sizes := [][2]int64{{1400, 757}, {390, 844}}
+	var growing []api.Run
+	for range sizes {
+		run := s.trigger("growing", nil)
+		growing = append(growing, run)
+		defer func() { s.release(run.ID); s.waitRun(run.ID, isFinished) }()
+	}
+	for i, size := range sizes {
+		run := growing[i]
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			check := func(when string) {
+				t.Helper()
+				// Settled: the newest line inside the window (a frame after
+				// a change), or the deadline.
+				wait, cancel := context.WithTimeout(ctx, 3*time.Second)
+				_ = chromedp.Run(wait, until(`(() => { const b = `+newest+`; return b.top >= 0 && b.bottom <= b.inner; })()`))
+				cancel()
+				var box struct {
+					Top, Bottom, Inner, Page, Gap float64
+					Following                     bool
+				}
+				var off []string
+				must(t, ctx, chromedp.Evaluate(newest, &box), chromedp.Evaluate(offScreen, &off))
+				if box.Top < 0 || box.Bottom > box.Inner {
+					t.Errorf("%s: the newest line is at %v..%v px, the window is %v px high (following %v, %v px below the view)", when, box.Top, box.Bottom, box.Inner, box.Following, box.Gap)
+				}
+				if box.Page > box.Inner+1 {
+					t.Errorf("%s: the page scrolls: %v px in a %v px window", when, box.Page, box.Inner)
+				}
+				if len(off) > 0 {
+					t.Errorf("%s: off screen on the run page: %q", when, off)
+				}
+			}
+			must(t, ctx,
+				chromedp.EmulateViewport(size[0], size[1]),
+				chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+				until(`document.querySelectorAll('.log-view .l').length && window.shiplogLog.lines.length > 300 && document.querySelector('[data-opt=follow]').checked`),
+			)
+			check("while lines come")
+			// Then the header grows (a progress bar, an annotation) while
+			// the log is quiet: the log shrinks and still shows its end.
+			if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("grow-%d", run.ID)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			must(t, ctx,
+				until(`[...document.querySelectorAll('.log-view .l .t')].some(e => e.textContent.includes('the header grows'))`),
+				until(`document.querySelector('#run-head progress') && document.querySelector('[data-testid=annotations]')`),
+			)
+			check("after the header grew")
+		})
+	}
+	must(t, ctx, chromedp.EmulateViewport(390, 844))
+	for _, page := range []string{"/", "/runs", "/jobs/deploy", fmt.Sprintf("/runs/%d", done.ID)} {
+		var off []string
+		must(t, ctx,
+			chromedp.Navigate(s.URL+page),
+			chromedp.WaitReady(`main`),
+			chromedp.Evaluate(offScreen, &off),
+		)
+		if len(off) > 0 {
+			t.Errorf("off screen on %s at 390x844: %q", page, off)
+		}
+	}
 }

@@ -196,7 +196,7 @@
       this.earlier.hidden = true;
       this.view.append(this.sizer, this.rows);
       const wrap = document.createElement('div');
-      wrap.style.position = 'relative';
+      wrap.className = 'log-body';
       wrap.append(this.earlier, this.view, this.jump);
       r.querySelector('.log-bar').after(wrap);
       this.foot = r.querySelector('[data-testid=log-size]');
@@ -232,6 +232,9 @@
       this.rows.addEventListener('click', (e) => this.onClick(e));
       window.addEventListener('hashchange', () => { const n = this.hashLine(); if (n) this.goToLine(n); });
       window.addEventListener('resize', () => this.schedule());
+      // The header above the log grows and shrinks (progress, errors,
+      // annotations): the log's height follows, and so must its rows.
+      if (window.ResizeObserver) new ResizeObserver(() => this.schedule()).observe(this.view);
       document.addEventListener('keydown', (e) => {
         if (e.key === '/' && document.activeElement !== this.search && !/INPUT|SELECT|TEXTAREA/.test(document.activeElement.tagName)) {
           e.preventDefault(); this.search.focus();
@@ -557,8 +560,13 @@
     // Following means being at the end: scrolling away stops it, scrolling
     // back to the end (or "Jump to latest") resumes it.
     onScroll() {
-      const atEnd = this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
-      if (!this.detached && atEnd !== this.follow) this.setFollow(atEnd);
+      const top = this.view.scrollTop;
+      const atEnd = top + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
+      // Only a move up stops following: the view changing size under the
+      // reader (the header above growing) fires scroll events too.
+      if (!this.detached && atEnd && !this.follow) this.setFollow(true);
+      else if (!this.detached && !atEnd && this.follow && top < (this.lastTop || 0) - 1) this.setFollow(false);
+      this.lastTop = top;
       if (this.view.scrollTop < 40 * H && this.startOffset > 0) this.loadEarlier();
       if (this.detached && this.view.scrollTop + this.view.clientHeight >= this.view.scrollHeight - 40 * H) this.loadLater();
       this.schedule();
