@@ -280,7 +280,16 @@ func TestHealthAndMetrics(t *testing.T) {
 	if code, _, _ := s.do("GET", "/healthz", ""); code != 200 {
 		t.Errorf("healthz %d", code)
 	}
-	_, _, body := s.do("GET", "/metrics", "")
+	// Observers (the duration histogram among them) run after the run's
+	// finished state is stored: wait for this one, with the deadline.
+	var body []byte
+	for until := time.Now().Add(deadline); ; {
+		_, _, body = s.do("GET", "/metrics", "")
+		if strings.Contains(string(body), "shiplog_run_duration_seconds_count 1") || time.Now().After(until) {
+			break
+		}
+		<-time.After(10 * time.Millisecond) // polling the metrics page
+	}
 	for _, want := range []string{`shiplog_runs{state="succeeded"} 1`, "shiplog_queue_length 0", "shiplog_active_streams 0",
 		"shiplog_lines_streamed_total", `shiplog_run_duration_seconds_bucket{le="+Inf"} 1`, "shiplog_run_duration_seconds_count 1"} {
 		if !strings.Contains(string(body), want) {
