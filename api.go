@@ -1,16 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/shiplog/shiplog/api"
-
 	"github.com/shiplog/shiplog/jobs"
 )
-
-func fmtMsg(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // toRunJSON is the API's view of run r at now.
 func toRunJSON(r *jobs.Run, now time.Time) api.Run {
@@ -35,13 +31,13 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 		},
 	}
 	for _, a := range r.Annotations {
-		out.Annotations = append(out.Annotations, api.Annotation{Level: a.Level, Message: a.Message, Title: a.Title, Line: a.Line})
+		out.Annotations = append(out.Annotations, api.Annotation(a))
 	}
 	if r.State.Finished() {
 		out.Log = &api.Log{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut}
 	}
 	if r.Progress != nil {
-		out.Progress = api.Progress{Percent: r.Progress.Percent, Message: r.Progress.Message}
+		out.Progress = api.Progress(*r.Progress)
 	}
 	if r.StartedAt != nil && r.FinishedAt != nil {
 		d := r.Duration(now).Milliseconds()

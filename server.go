@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -103,7 +104,7 @@ type apiError struct {
 func (e *apiError) Error() string { return e.msg }
 
 func badRequest(field, format string, args ...any) error {
-	return &apiError{status: http.StatusBadRequest, field: field, msg: fmtMsg(format, args...)}
+	return &apiError{status: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // errorStatus maps an error to what the client is told, in one place.

@@ -61,7 +61,11 @@ func noSpace(err error) error {
 	return err
 }
 
-// Progress is the latest ::progress:: a run reported.
+// Progress is the latest ::progress:: a run reported. Progress and
+// Annotation are the run record's (stored as JSON in the data dir); the
+// HTTP API's api.Progress and api.Annotation have the same fields and are
+// converted from them directly, so a field added to one side alone fails
+// to compile and has to be decided on.
 type Progress struct {
 	Percent int    `json:"percent"`
 	Message string `json:"message"`

@@ -187,72 +187,94 @@ func (s *server) trigger(t testing.TB, job ...string) int64 {
 	return run.ID
 }
 
-// chaos is a TCP proxy that cuts each connection after a random number of
-// bytes from the server (somewhere inside an event, mostly), closing it
-// with a FIN or a RST in turn. Each connection gets at least one whole
-// event through, so a client that resumes correctly always gets further.
-type chaos struct {
-	ln   net.Listener
-	cuts atomic.Int64
-	wg   sync.WaitGroup
+// tcpProxy accepts connections, dials target for each and hands both to
+// serve (its i counts the connections). At the test's end it closes the
+// connections still open: a proxy's idle keep-alive would hold the test.
+type tcpProxy struct {
+	ln net.Listener
+	wg sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]bool // open, to close at the end: a proxy's idle keep-alive would hold the test
+	mu   sync.Mutex
+	open map[net.Conn]bool
 }
 
-func newChaos(t *testing.T, target string) *chaos {
+func startTCPProxy(t *testing.T, target string, serve func(conn, up net.Conn, i int)) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &chaos{ln: ln, conns: map[net.Conn]bool{}}
-	c.wg.Add(1)
+	p := &tcpProxy{ln: ln, open: map[net.Conn]bool{}}
+	p.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer p.wg.Done()
 		for i := 0; ; i++ {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			c.wg.Add(1)
-			go func() { defer c.wg.Done(); c.serve(conn, target, i%2 == 0) }()
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				conn.Close()
+				continue
+			}
+			p.track(true, conn, up)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				defer p.track(false, conn, up)
+				defer conn.Close()
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, conn) }()
+				serve(conn, up, i)
+			}()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		c.mu.Lock()
-		for conn := range c.conns {
-			conn.Close()
+		p.mu.Lock()
+		for c := range p.open {
+			c.Close()
 		}
-		c.mu.Unlock()
-		c.wg.Wait()
+		p.mu.Unlock()
+		p.wg.Wait()
 	})
+	return p
+}
+
+func (p *tcpProxy) track(open bool, conns ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range conns {
+		if open {
+			p.open[c] = true
+		} else {
+			delete(p.open, c)
+		}
+	}
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+
+// chaos is a TCP proxy that cuts each connection after a random number of
+// bytes from the server (somewhere inside an event, mostly), closing it
+// with a FIN or a RST in turn. Each connection gets at least one whole
+// event through, so a client that resumes correctly always gets further.
+type chaos struct {
+	*tcpProxy
+	cuts atomic.Int64
+}
+
+func newChaos(t *testing.T, target string) *chaos {
+	t.Helper()
+	c := &chaos{}
+	c.tcpProxy = startTCPProxy(t, target, func(conn, up net.Conn, i int) { c.serve(conn, up, i%2 == 0) })
 	return c
 }
 
-func (c *chaos) track(conn net.Conn, open bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if open {
-		c.conns[conn] = true
-	} else {
-		delete(c.conns, conn)
-	}
-}
+func (c *chaos) url() string { return "http://" + c.addr() }
 
-func (c *chaos) url() string { return "http://" + c.ln.Addr().String() }
-
-func (c *chaos) serve(conn net.Conn, target string, rst bool) {
-	defer conn.Close()
-	up, err := net.Dial("tcp", target)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	c.track(up, true)
-	defer c.track(up, false)
-	go func() { _, _ = io.Copy(up, conn) }()
+func (c *chaos) serve(conn, up net.Conn, rst bool) {
 	limit := 40<<10 + rand.IntN(120<<10)
 	buf := make([]byte, 32<<10)
 	for sent := 0; ; {
@@ -642,66 +664,26 @@ type arrival struct {
 // then sees the stream start with more than its first write.
 func newJoiner(t *testing.T, target string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return startTCPProxy(t, target, func(conn, up net.Conn, _ int) {
+		// Other responses (health checks) pass as they come.
+		var head []byte
+		buf := make([]byte, 32<<10)
 		for {
-			conn, err := ln.Accept()
+			n, err := up.Read(buf)
+			head = append(head, buf[:n]...)
 			if err != nil {
+				_, _ = conn.Write(head)
 				return
 			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				conn.Close()
-				continue
+			if h, _, ok := bytes.Cut(head, []byte("\r\n\r\n")); ok && (!bytes.Contains(h, []byte("text/event-stream")) || len(head) >= 1024) {
+				break
 			}
-			mu.Lock()
-			open[conn], open[up] = true, true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				defer up.Close()
-				go func() { _, _ = io.Copy(up, conn) }()
-				// Other responses (health checks) pass as they come.
-				var head []byte
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := up.Read(buf)
-					head = append(head, buf[:n]...)
-					if err != nil {
-						_, _ = conn.Write(head)
-						return
-					}
-					if h, _, ok := bytes.Cut(head, []byte("\r\n\r\n")); ok && (!bytes.Contains(h, []byte("text/event-stream")) || len(head) >= 1024) {
-						break
-					}
-				}
-				if _, err := conn.Write(head); err != nil {
-					return
-				}
-				_, _ = io.Copy(conn, up)
-			}()
 		}
-	}()
-	return ln.Addr().String()
+		if _, err := conn.Write(head); err != nil {
+			return
+		}
+		_, _ = io.Copy(conn, up)
+	}).addr()
 }
 
 // No proxy in its common configuration holds a line back: the job prints
