@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,6 +182,21 @@ func (s *testServer) trigger(job string, params map[string]string) api.Run {
 func (s *testServer) waitRun(id int64, cond func(*api.Run) bool) api.Run {
 	s.t.Helper()
 	return s.waitRunWithin(id, cond, deadline)
+}
+
+// waitMetric polls /metrics until it has line, and returns the page.
+func (s *testServer) waitMetric(line string) []byte {
+	s.t.Helper()
+	for until := time.Now().Add(deadline); ; {
+		_, _, body := s.do("GET", "/metrics", "")
+		if bytes.Contains(body, []byte(line+"\n")) {
+			return body
+		}
+		if time.Now().After(until) {
+			s.fatalf("metrics never had %q", line)
+		}
+		<-time.After(10 * time.Millisecond) // polling the metrics page
+	}
 }
 
 // waitRunWithin is waitRun with a deadline of its own. It long-polls with

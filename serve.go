@@ -14,12 +14,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shiplog/shiplog/access"
+	"github.com/shiplog/shiplog/engine"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/streams"
 )
@@ -178,16 +180,42 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	defer store.Close()
 
+	// The engine, embedded: its store under the data dir, no listener.
+	eng, err := engine.Start(ctx, engine.Config{Dir: filepath.Join(cfg.DataDir, "engine"), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopShipping()
 	hub := streams.NewHub(log)
 	durations := newDurations()
-	runner := jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
+	var runner *jobs.Runner
+	shipper := eng.Shipper(shipCtx, func(id int64) string { return runner.LogPath(id) })
+	runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
 		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
-		OnLogClosed: func(id, size int64) { hub.Finish(streams.Key(id), size) },
-		OnFinish:    func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
+		OnLogGrew: shipper.Grew,
+		OnLogClosed: func(id, size int64) {
+			hub.Finish(streams.Key(id), size)
+			shipper.Finish(id, size)
+		},
+		OnPruned: func(ids []int64) {
+			if err := eng.PurgeLogs(shipCtx, ids); err != nil {
+				log.Error("purge pruned logs from the engine", "err", err)
+			}
+		},
+		OnFinish: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
 	})
 	if err := runner.Recover(ctx); err != nil {
 		return err
 	}
+	// Logs complete before this start (no run is running yet) that the
+	// engine may not have whole.
+	complete, err := logSizes(logDir)
+	if err != nil {
+		return err
+	}
+	shipper.Backfill(complete)
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -208,6 +236,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		srv.publicOrigin = u.Scheme + "://" + u.Host
 	}
 	srv.durations = durations
+	srv.engine, srv.shipper = eng, shipper
 	ln = limitConnections(ln, connectionCap(cfg.MaxConnections, raiseFileLimit()), log)
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
@@ -256,6 +285,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		stopRunner()
 		<-runnerDone
 		hub.Close()
+		shipped := make(chan struct{})
+		go func() { shipper.Wait(); close(shipped) }()
+		select {
+		case <-shipped:
+		case <-time.After(5 * time.Second):
+			log.Warn("logs not all in the engine after 5s; the rest goes at the next start")
+			stopShipping()
+		}
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -268,4 +305,24 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// logSizes returns the size of each run's log in dir, by run id.
+func logSizes(dir string) (map[int64]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list logs: %w", err)
+	}
+	sizes := map[int64]int64{}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".log")
+		id, err := strconv.ParseInt(name, 10, 64)
+		if !ok || err != nil || id <= 0 || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			sizes[id] = fi.Size()
+		}
+	}
+	return sizes, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/engine"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/streams"
 )
@@ -39,6 +40,8 @@ type server struct {
 	streamsWG      sync.WaitGroup // event streams: they outlive net/http's tracking once they take their connection over
 	linesStreamed  atomic.Int64
 	durations      *durations
+	engine         *engine.Engine
+	shipper        *engine.Shipper // sends this process's run logs to the engine
 
 	hosts          *hostPolicy  // nil: any Host (tests that build a server by hand)
 	publicOrigin   string       // scheme://host of --public-url, if given

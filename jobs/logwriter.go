@@ -38,7 +38,8 @@ type logWriter struct {
 	partial *os.File // ID.log.partial: the unfinished last line, masked
 	partLen int      // bytes in partial now
 	now     func() time.Time
-	lastMs  int64 // time of the last times record
+	lastMs  int64  // time of the last times record
+	onFlush func() // after each write to the log
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -353,6 +354,9 @@ func (w *logWriter) flush() {
 	w.lines += batch
 	lines := w.lines
 	w.mu.Unlock()
+	if w.onFlush != nil {
+		w.onFlush()
+	}
 	// Commands count once their lines are in the log: none from lines a
 	// cut at max_log_size discarded.
 	for _, c := range cmds {

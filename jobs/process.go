@@ -93,6 +93,10 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	}
 	lw := newLogWriter(f, idx, masks, func(c Command, line int64) { r.onCommand(t, c, line) })
 	lw.limit = t.job.MaxLogSize
+	if grew := r.opts.OnLogGrew; grew != nil {
+		id := t.run.ID
+		lw.onFlush = func() { grew(id) }
+	}
 	if times, err := os.OpenFile(logfile.TimesPath(r.LogPath(t.run.ID)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		defer times.Close()
 		lw.times = times

@@ -27,4 +27,7 @@ func (r *Runner) prune(job string) {
 			_ = os.Remove(side)
 		}
 	}
+	if len(ids) > 0 && r.opts.OnPruned != nil {
+		r.opts.OnPruned(ids)
+	}
 }

@@ -20,9 +20,16 @@ type RunnerOptions struct {
 	// ShutdownGrace is how long running runs may go on finishing when the
 	// runner stops, before they are stopped and marked interrupted.
 	ShutdownGrace time.Duration
+	// OnLogGrew is called after each batch of lines is written to a run's
+	// log file, on the goroutine that reads the job's output: it must not
+	// block.
+	OnLogGrew func(id int64)
 	// OnLogClosed is called once a run's log file is complete, with its final
 	// size, after the run's final state is stored.
 	OnLogClosed func(id int64, size int64)
+	// OnPruned is called with the runs keep_runs removed, after their log
+	// files went.
+	OnPruned func(ids []int64)
 	// OnFinish is called with each run that finished in this process.
 	OnFinish func(run *Run)
 	// Secrets are values masked in every log.

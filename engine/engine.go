@@ -1,0 +1,189 @@
+// Package engine runs, or connects to, the NATS JetStream server that
+// shiplog's replicas and runners share, and holds what shiplog keeps in
+// it. By default the server is embedded in the process, with its store in
+// the data directory and no network listener: a single node needs nothing
+// else. See the README's "Running more than one".
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says which engine to use.
+type Config struct {
+	// Dir holds the embedded server's store. Unused with URL.
+	Dir string
+	// Listen, if set, is where the embedded server accepts remote runners
+	// and replicas (host:port). A listener that is not on loopback needs
+	// Token.
+	Listen string
+	// URL, if set, is an external NATS server or cluster to connect to
+	// instead of embedding one (nats://host:4222, comma-separated for
+	// several).
+	URL string
+	// Token authenticates to the engine: required of clients by an
+	// embedded server that listens, sent to an external one.
+	Token string
+	// Logger receives the engine's warnings and errors.
+	Logger *slog.Logger
+}
+
+// Engine is a connection to JetStream and, when embedded, its server.
+type Engine struct {
+	srv  *server.Server // nil with an external engine
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	logs jetstream.Stream
+	log  *slog.Logger
+
+	closed  chan struct{} // closed with the connection
+	shipped atomic.Int64  // log bytes the stream acknowledged
+}
+
+// ShippedBytes returns how many log bytes this process has sent to the
+// stream.
+func (e *Engine) ShippedBytes() int64 { return e.shipped.Load() }
+
+// startTimeout bounds the embedded server's start and the first
+// connection: a store being recovered after a crash can take a while.
+const startTimeout = 30 * time.Second
+
+// Start starts the embedded engine, or connects to the external one, and
+// makes sure the streams shiplog uses exist.
+func Start(ctx context.Context, cfg Config) (*Engine, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{log: log, closed: make(chan struct{})}
+	var err error
+	if cfg.URL != "" {
+		opts := append(e.connOptions(), nats.MaxReconnects(-1), nats.Timeout(5*time.Second))
+		if cfg.Token != "" {
+			opts = append(opts, nats.Token(cfg.Token))
+		}
+		if e.nc, err = nats.Connect(cfg.URL, opts...); err != nil {
+			return nil, fmt.Errorf("connect to the engine at %s: %w", cfg.URL, err)
+		}
+	} else if err := e.embed(cfg); err != nil {
+		return nil, err
+	}
+	if e.js, err = jetstream.New(e.nc); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if e.logs, err = e.js.CreateOrUpdateStream(ctx, logsStream); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("create the %s stream: %w", logsStream.Name, err)
+	}
+	return e, nil
+}
+
+func (e *Engine) embed(cfg Config) error {
+	opts := &server.Options{
+		ServerName: "shiplog",
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: true,
+		// The largest message shiplog sends is a log batch (maxBatch)
+		// plus its headers.
+		MaxPayload: maxPayload,
+	}
+	if cfg.Listen != "" {
+		host, portText, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("--nats-listen %q: want host:port", cfg.Listen)
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil {
+			return fmt.Errorf("--nats-listen %q: bad port", cfg.Listen)
+		}
+		if cfg.Token == "" && !loopback(host) {
+			return fmt.Errorf("--nats-listen %s is not on loopback: set a token (--nats-token-file) so that only your runners and replicas connect", cfg.Listen)
+		}
+		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.Token
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(startTimeout) {
+		srv.Shutdown()
+		return errors.New("engine: the embedded server did not start")
+	}
+	e.srv = srv
+	nc, err := nats.Connect("", append(e.connOptions(), nats.InProcessServer(srv), nats.Token(cfg.Token))...)
+	if err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("connect to the embedded engine: %w", err)
+	}
+	e.nc = nc
+	return nil
+}
+
+func (e *Engine) connOptions() []nats.Option {
+	return []nats.Option{
+		nats.Name("shiplog"),
+		nats.ClosedHandler(func(*nats.Conn) { close(e.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				e.log.Warn("engine connection lost; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { e.log.Info("engine connection back") }),
+	}
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ClientURL is where remote runners and replicas reach an embedded engine
+// that listens ("" if it does not).
+func (e *Engine) ClientURL() string {
+	if e.srv == nil {
+		return ""
+	}
+	addr := e.srv.Addr()
+	if addr == nil {
+		return ""
+	}
+	return (&url.URL{Scheme: "nats", Host: addr.String()}).String()
+}
+
+// Close drains the connection and stops an embedded server.
+func (e *Engine) Close() {
+	if e.nc != nil {
+		// Drain sends what is buffered and closes the connection, in
+		// the background and with its own timeout.
+		if err := e.nc.Drain(); err != nil {
+			e.nc.Close()
+		}
+		<-e.closed
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+}
