@@ -182,60 +182,54 @@ func (s *Shipment) run(ctx context.Context) error {
 		s.mu.Lock()
 		final := s.final
 		s.mu.Unlock()
-		if st.off < fi.Size() {
+		// The next message: lines of the file, or the end once all of a
+		// complete log is in.
+		msg := &nats.Msg{Subject: logSubject(s.id), Header: nats.Header{}}
+		key := strconv.FormatInt(s.id, 10) + ":"
+		var lines int64
+		switch {
+		case st.off < fi.Size():
 			n, err := f.ReadAt(buf, st.off)
 			if err != nil && !errors.Is(err, io.EOF) {
 				return err
 			}
-			data, at := s.batch(buf[:n], st.line, times)
-			if len(data) == 0 {
+			var at int64
+			msg.Data, lines, at = s.batch(buf[:n], st.line, times)
+			if len(msg.Data) == 0 {
 				// Only the start of an unfinished line: wait for the rest.
 				if !s.wait(ctx, 0) {
 					return ctx.Err()
 				}
 				continue
 			}
-			msg := &nats.Msg{Subject: logSubject(s.id), Data: data, Header: nats.Header{}}
 			msg.Header.Set(hdrStart, strconv.FormatInt(st.off, 10))
 			msg.Header.Set(hdrLine, strconv.FormatInt(st.line, 10))
 			msg.Header.Set(hdrAt, strconv.FormatInt(at, 10))
-			ack, err := s.e.js.PublishMsg(ctx, msg,
-				jetstream.WithMsgID(strconv.FormatInt(s.id, 10)+":"+strconv.FormatInt(st.off, 10)),
-				jetstream.WithExpectLastSequencePerSubject(st.seq))
-			if err != nil {
-				// Sent but not acknowledged, sent by another shipper, or
-				// not sent: read the stream's end again before going on.
-				synced = false
-				if !s.wait(ctx, retryEvery) {
-					return ctx.Err()
-				}
-				continue
-			}
-			st.off += int64(len(data))
-			st.line += int64(bytes.Count(data, []byte{'\n'}))
-			st.seq = ack.Sequence
-			s.e.shipped.Add(int64(len(data)))
-			continue
-		}
-		if final >= 0 && st.off >= final {
-			msg := &nats.Msg{Subject: logSubject(s.id), Header: nats.Header{}}
+			key += strconv.FormatInt(st.off, 10)
+		case final >= 0 && st.off >= final:
 			msg.Header.Set(hdrEnd, strconv.FormatInt(st.off, 10))
-			ack, err := s.e.js.PublishMsg(ctx, msg,
-				jetstream.WithMsgID(strconv.FormatInt(s.id, 10)+":end"),
-				jetstream.WithExpectLastSequencePerSubject(st.seq))
-			if err != nil {
-				synced = false
-				if !s.wait(ctx, retryEvery) {
-					return ctx.Err()
-				}
-				continue
+			key += "end"
+		default:
+			if !s.wait(ctx, 0) {
+				return ctx.Err()
 			}
-			st.seq, st.end = ack.Sequence, true
 			continue
 		}
-		if !s.wait(ctx, 0) {
-			return ctx.Err()
+		ack, err := s.e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(key), jetstream.WithExpectLastSequencePerSubject(st.seq))
+		if err != nil {
+			// Sent but not acknowledged, sent by another shipper, or not
+			// sent: read the stream's end again before going on.
+			synced = false
+			if !s.wait(ctx, retryEvery) {
+				return ctx.Err()
+			}
+			continue
 		}
+		st.seq = ack.Sequence
+		st.end = msg.Header.Get(hdrEnd) != ""
+		st.off += int64(len(msg.Data))
+		st.line += lines
+		s.e.shipped.Add(int64(len(msg.Data)))
 	}
 }
 
@@ -267,9 +261,10 @@ func (s *Shipment) wait(ctx context.Context, d time.Duration) bool {
 }
 
 // batch returns the part of b (the file from line's start on) that goes
-// in one message, and when its first line arrived: whole lines arriving
-// at the same time, or a piece of a line longer than a message.
-func (s *Shipment) batch(b []byte, line int64, times *timesReader) ([]byte, int64) {
+// in one message, the newlines in it, and when its first line arrived:
+// whole lines arriving at the same time, or a piece of a line longer than
+// a message.
+func (s *Shipment) batch(b []byte, line int64, times *timesReader) ([]byte, int64, int64) {
 	at, next := times.at(line)
 	end, n := 0, line
 	for end < len(b) {
@@ -284,9 +279,9 @@ func (s *Shipment) batch(b []byte, line int64, times *timesReader) ([]byte, int6
 		n++
 	}
 	if end == 0 && len(b) == maxBatch {
-		return b, at // a piece of a long line
+		return b, 0, at // a piece of a long line
 	}
-	return b[:end], at
+	return b[:end], n - line, at
 }
 
 // timesReader reads a log's times sidecar as it grows.

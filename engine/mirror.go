@@ -71,32 +71,23 @@ func (e *Engine) MirrorLog(ctx context.Context, id int64, path string) (int64, e
 
 // mirrorFile is a log file written from the stream.
 type mirrorFile struct {
-	f, idx, times *os.File
-	size, lines   int64
-	pending       []byte // the start of a line whose end has not come
-	lastAt        int64
-	out, idxOut   []byte
+	f, idx      *os.File
+	times       *logfile.TimesWriter
+	size, lines int64
+	pending     []byte // the start of a line whose end has not come
+	out, idxOut []byte
 }
 
 func openMirror(path string) (*mirrorFile, error) {
-	w := &mirrorFile{lastAt: -1}
+	w := &mirrorFile{}
 	var err error
 	if w.f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
 		return nil, err
 	}
 	// Lines already copied: the index and times go on from there.
-	buf := make([]byte, 1<<20)
-	for {
-		n, err := w.f.ReadAt(buf, w.size)
-		w.lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
-		w.size += int64(n)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			w.f.Close()
-			return nil, err
-		}
+	if w.size, w.lines, err = logfile.Count(io.NewSectionReader(w.f, 0, 1<<62)); err != nil {
+		w.f.Close()
+		return nil, err
 	}
 	if !endsWithNewline(w.f, w.size) {
 		w.f.Close()
@@ -104,16 +95,17 @@ func openMirror(path string) (*mirrorFile, error) {
 	}
 	// The index and times are helps: readers rebuild or do without them.
 	w.idx, _ = os.OpenFile(logfile.IndexPath(path), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	w.times, _ = os.OpenFile(logfile.TimesPath(path), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
-	if w.times != nil {
+	if tf, err := os.OpenFile(logfile.TimesPath(path), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
 		// The next record only if its time differs from the last one's,
 		// as the runner writes them.
+		last := int64(-1)
 		var rec [logfile.TimeRecordSize]byte
-		if fi, err := w.times.Stat(); err == nil && fi.Size() >= logfile.TimeRecordSize {
-			if _, err := w.times.ReadAt(rec[:], fi.Size()-fi.Size()%logfile.TimeRecordSize-logfile.TimeRecordSize); err == nil {
-				w.lastAt = logfile.DecodeTime(rec[:]).At
+		if fi, err := tf.Stat(); err == nil && fi.Size() >= logfile.TimeRecordSize {
+			if _, err := tf.ReadAt(rec[:], fi.Size()-fi.Size()%logfile.TimeRecordSize-logfile.TimeRecordSize); err == nil {
+				last = logfile.DecodeTime(rec[:]).At
 			}
 		}
+		w.times = logfile.NewTimesWriter(tf, last)
 	}
 	return w, nil
 }
@@ -161,12 +153,8 @@ func (w *mirrorFile) add(start int64, data []byte, at int64) error {
 	}
 	// As the runner does: the time first, so a reader who sees a line
 	// finds its time.
-	if w.times != nil && at > 0 && at != w.lastAt {
-		rec := logfile.TimeRecord{Line: w.lines + 1, At: at}.Encode()
-		if _, err := w.times.Write(rec[:]); err != nil {
-			w.times = nil
-		}
-		w.lastAt = at
+	if at > 0 {
+		w.times.Stamp(w.lines+1, at)
 	}
 	if _, err := w.f.Write(w.out); err != nil {
 		_ = w.f.Truncate(w.size)
@@ -183,9 +171,10 @@ func (w *mirrorFile) add(start int64, data []byte, at int64) error {
 }
 
 func (w *mirrorFile) close() {
-	for _, f := range []*os.File{w.f, w.idx, w.times} {
+	for _, f := range []*os.File{w.f, w.idx} {
 		if f != nil {
 			f.Close()
 		}
 	}
+	w.times.Close()
 }

@@ -34,11 +34,10 @@ type logWriter struct {
 	idxOut  []byte // index entries for the lines in out
 	limit   int64  // bytes; 0: none
 	cut     bool   // the limit was reached: output is discarded
-	times   *os.File
+	times   *logfile.TimesWriter
 	partial *os.File // ID.log.partial: the unfinished last line, masked
 	partLen int      // bytes in partial now
 	now     func() time.Time
-	lastMs  int64  // time of the last times record
 	onFlush func() // after each write to the log
 
 	mu       sync.Mutex // guards the counters read by other goroutines
@@ -55,7 +54,7 @@ type lineCmd struct {
 }
 
 func newLogWriter(f, idx *os.File, secrets []string, onCmd func(Command, int64)) *logWriter {
-	w := &logWriter{f: f, idx: idx, onCmd: onCmd, now: time.Now, lastMs: -1}
+	w := &logWriter{f: f, idx: idx, onCmd: onCmd, now: time.Now}
 	for _, s := range secrets {
 		w.addMask(s)
 	}
@@ -339,7 +338,7 @@ func (w *logWriter) flush() {
 	}
 	// The time goes first, so a reader who sees a line finds its time.
 	if w.times != nil && batch > 0 {
-		w.stampTimes()
+		w.times.Stamp(w.lines+1, w.now().UnixMilli())
 	}
 	n, err := w.f.Write(w.out)
 	if err != nil {
@@ -371,20 +370,6 @@ func (w *logWriter) flush() {
 			w.idx = nil
 		}
 	}
-}
-
-// stampTimes records when the lines about to be written arrived: a record
-// for the first of them, unless the millisecond is the last record's.
-func (w *logWriter) stampTimes() {
-	ms := w.now().UnixMilli()
-	if ms == w.lastMs {
-		return
-	}
-	rec := logfile.TimeRecord{Line: w.lines + 1, At: ms}.Encode()
-	if _, err := w.times.Write(rec[:]); err != nil {
-		w.times = nil // like the index, a help: the log goes on without it
-	}
-	w.lastMs = ms
 }
 
 // Err returns the first write error.

@@ -69,7 +69,7 @@ func TestLogWriterRecordsLineTimes(t *testing.T) {
 	}
 	defer times.Close()
 	w := newLogWriter(f, nil, nil, nil)
-	w.times = times
+	w.times = logfile.NewTimesWriter(times, -1)
 	t0 := time.UnixMilli(1_800_000_000_000)
 	now := t0
 	w.now = func() time.Time { return now }

@@ -99,7 +99,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	}
 	if times, err := os.OpenFile(logfile.TimesPath(r.LogPath(t.run.ID)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		defer times.Close()
-		lw.times = times
+		lw.times = logfile.NewTimesWriter(times, -1)
 	}
 	partialPath := logfile.PartialPath(r.LogPath(t.run.ID))
 	if part, err := os.OpenFile(partialPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -63,13 +62,6 @@ func countLog(path string) (size, lines int64) {
 		return 0, 0
 	}
 	defer f.Close()
-	buf := make([]byte, 256<<10)
-	for {
-		n, err := f.Read(buf)
-		size += int64(n)
-		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
-		if err != nil {
-			return size, lines
-		}
-	}
+	size, lines, _ = logfile.Count(f)
+	return size, lines
 }

@@ -16,7 +16,13 @@
 // rebuilt or done without, never trusted past what the log holds.
 package logfile
 
-import "encoding/binary"
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+)
 
 // MaxLineBytes is the longest line written whole; a longer one is split
 // into pieces of at most this many bytes, each ending in SplitMarker.
@@ -73,4 +79,57 @@ func (r TimeRecord) Encode() [TimeRecordSize]byte {
 // bytes).
 func DecodeTime(b []byte) TimeRecord {
 	return TimeRecord{Line: int64(binary.LittleEndian.Uint64(b[:8])), At: int64(binary.LittleEndian.Uint64(b[8:16]))}
+}
+
+// TimesWriter appends to ID.log.times as the lines of a log are written:
+// a record for the first line of a write, only when its millisecond is not
+// the last record's, so a burst of lines costs one record. Write it before
+// the lines, so a reader who sees a line finds its time. Like the index,
+// it is a help: after a failed write it writes nothing more.
+type TimesWriter struct {
+	f      *os.File
+	last   int64 // the millisecond of the last record; -1: none
+	failed bool
+}
+
+// NewTimesWriter appends to f, whose last record (if any) said last.
+func NewTimesWriter(f *os.File, last int64) *TimesWriter {
+	return &TimesWriter{f: f, last: last}
+}
+
+// Stamp records that line, and those after it in the same write, arrived
+// at ms (Unix milliseconds).
+func (w *TimesWriter) Stamp(line, ms int64) {
+	if w == nil || w.failed || ms == w.last {
+		return
+	}
+	rec := TimeRecord{Line: line, At: ms}.Encode()
+	if _, err := w.f.Write(rec[:]); err != nil {
+		w.failed = true
+		return
+	}
+	w.last = ms
+}
+
+// Close closes the file it writes to.
+func (w *TimesWriter) Close() {
+	if w != nil {
+		w.f.Close()
+	}
+}
+
+// Count returns the bytes and lines (newlines) r holds.
+func Count(r io.Reader) (size, lines int64, err error) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := r.Read(buf)
+		size += int64(n)
+		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		if errors.Is(err, io.EOF) {
+			return size, lines, nil
+		}
+		if err != nil {
+			return size, lines, err
+		}
+	}
 }
