@@ -354,9 +354,22 @@ func r3labs(ctx context.Context, url string) ([]string, error) {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = time.Second
 	b.MaxElapsedTime = 0
-	c.ReconnectStrategy = b
 	var got []string
 	last, ended := int64(-1), false
+	// A 204 is the end too: the stream was cut after the last line, before
+	// "end" (r3labs would retry it forever).
+	c.ResponseValidator = func(_ *r3sse.Client, resp *http.Response) error {
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return nil
+		case http.StatusNoContent:
+			ended = true
+			resp.Body.Close()
+			return backoff.Permanent(errors.New("no content: the run has ended"))
+		}
+		resp.Body.Close()
+		return fmt.Errorf("could not connect to stream: %s", resp.Status)
+	}
 	handle := func(e *r3sse.Event) {
 		switch string(e.Event) {
 		case "log":
@@ -381,6 +394,8 @@ func r3labs(ctx context.Context, url string) ([]string, error) {
 		// behind a proxy that cannot tell (nginx's default HTTP/1.0
 		// upstream): subscribe again until "end"; it sends the last id.
 		sub, cancel := context.WithCancel(ctx)
+		// Its retries heed the context only when the strategy does.
+		c.ReconnectStrategy = backoff.WithContext(b, sub)
 		err := c.SubscribeRawWithContext(sub, func(e *r3sse.Event) {
 			if handle(e); ended {
 				cancel()
@@ -390,7 +405,7 @@ func r3labs(ctx context.Context, url string) ([]string, error) {
 		if ctx.Err() != nil {
 			return got, ctx.Err()
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && !ended && !errors.Is(err, context.Canceled) {
 			return got, err
 		}
 	}
