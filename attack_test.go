@@ -20,7 +20,7 @@ func TestAttackRoutesByRoles(t *testing.T) {
 	s := startServer(t, apiConfig+auth)
 	bearer := func(name string) []string { return []string{"Authorization", "Bearer " + tok[name]} }
 	done := s.trigger2(bearer("boss"), "quick")
-	s.waitRunAs(bearer("boss"), done)
+	s.waitRunAs(tok["boss"], done, isFinished)
 
 	roles := []struct {
 		name      string
@@ -94,18 +94,6 @@ func (s *testServer) trigger2(hdr []string, job string) int64 {
 		s.fatalf("trigger %s: %d %s", job, code, body)
 	}
 	return r.ID
-}
-
-func (s *testServer) waitRunAs(hdr []string, id int64) {
-	s.t.Helper()
-	for range 200 {
-		code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d?wait=10s", id), "", hdr...)
-		var r api.Run
-		if code == 200 && json.Unmarshal(body, &r) == nil && r.State.Finished() {
-			return
-		}
-	}
-	s.fatalf("run #%d did not finish", id)
 }
 
 // Bad input of every kind the attack sent: each gets a 4xx (or is served),

@@ -184,6 +184,12 @@ func (s *testServer) waitRun(id int64, cond func(*api.Run) bool) api.Run {
 	return s.waitRunWithin(id, cond, deadline)
 }
 
+// waitRunAs is waitRun for a server with auth, as the caller token names.
+func (s *testServer) waitRunAs(token string, id int64, cond func(*api.Run) bool) api.Run {
+	s.t.Helper()
+	return s.waitRunFor(token, id, cond, deadline)
+}
+
 // waitMetric polls /metrics until it has line, and returns the page.
 func (s *testServer) waitMetric(line string) []byte {
 	s.t.Helper()
@@ -199,13 +205,18 @@ func (s *testServer) waitMetric(line string) []byte {
 	}
 }
 
-// waitRunWithin is waitRun with a deadline of its own. It long-polls with
-// the typed client, as other Go programs would.
+// waitRunWithin is waitRun with a deadline of its own.
 func (s *testServer) waitRunWithin(id int64, cond func(*api.Run) bool, within time.Duration) api.Run {
+	s.t.Helper()
+	return s.waitRunFor("", id, cond, within)
+}
+
+// waitRunFor long-polls with the typed client, as other Go programs would.
+func (s *testServer) waitRunFor(token string, id int64, cond func(*api.Run) bool, within time.Duration) api.Run {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	c, err := api.New(s.URL, "")
+	c, err := api.New(s.URL, token)
 	if err != nil {
 		s.fatalf("%v", err)
 	}
