@@ -92,11 +92,81 @@ func makeCert(dir string) error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
-	httpClient = &http.Client{Transport: &http.Transport{
+	wires.base = &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: pool},
 		ForceAttemptHTTP2: true,
-	}}
+	}
+	httpClient = &http.Client{Transport: &wires}
 	return nil
+}
+
+// wires records the Go clients' requests and how each response ended, so
+// that a client that fails shows what it saw on the wire.
+var wires wireLog
+
+type wireLog struct {
+	base  http.RoundTripper
+	mu    sync.Mutex
+	start time.Time
+	notes []string
+}
+
+func (w *wireLog) reset() {
+	w.mu.Lock()
+	w.start, w.notes = time.Now(), nil
+	w.mu.Unlock()
+}
+
+func (w *wireLog) note(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.notes = append(w.notes, fmt.Sprintf("%8.3fs ", time.Since(w.start).Seconds())+fmt.Sprintf(format, args...))
+	if len(w.notes) > 60 {
+		w.notes = w.notes[len(w.notes)-40:]
+	}
+}
+
+func (w *wireLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.notes, "\n")
+}
+
+func (w *wireLog) RoundTrip(req *http.Request) (*http.Response, error) {
+	last := req.Header.Get("Last-Event-ID")
+	resp, err := w.base.RoundTrip(req)
+	if err != nil {
+		w.note("GET from %q: %v", last, err)
+		return nil, err
+	}
+	w.note("GET from %q: %s %s", last, resp.Proto, resp.Status)
+	resp.Body = &wireBody{ReadCloser: resp.Body, w: w}
+	return resp, nil
+}
+
+type wireBody struct {
+	io.ReadCloser
+	w     *wireLog
+	n     int
+	ended bool
+}
+
+func (b *wireBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += n
+	if err != nil && !b.ended {
+		b.ended = true
+		b.w.note("  body ended after %d bytes: %v", b.n, err)
+	}
+	return n, err
+}
+
+func (b *wireBody) Close() error {
+	if !b.ended {
+		b.ended = true
+		b.w.note("  body closed after %d bytes", b.n)
+	}
+	return b.ReadCloser.Close()
 }
 
 func TestMain(m *testing.M) {
@@ -512,6 +582,29 @@ func check(t *testing.T, got []string) {
 	}
 }
 
+// followRun follows url with follow, within the deadline, and returns the
+// lines it got. A Go client that fails shows its requests and how each
+// response ended.
+func followRun(t *testing.T, follow follower, url string) []string {
+	t.Helper()
+	wires.reset()
+	t.Cleanup(func() {
+		if t.Failed() && wires.String() != "" {
+			t.Logf("the Go client's last requests:\n%s", wires.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	got, err := follow(ctx, url)
+	if err != nil {
+		t.Fatalf("%v (%d lines)", err, len(got))
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("did not stop after the end (%d lines)", len(got))
+	}
+	return got
+}
+
 // Each client follows a 50,000-line run through a proxy that cuts it at
 // random points, and must end with every line exactly once, on its own.
 func TestClientsThroughCuts(t *testing.T) {
@@ -519,17 +612,8 @@ func TestClientsThroughCuts(t *testing.T) {
 	proxy := newChaos(t, s.addr)
 	for name, follow := range clients {
 		t.Run(name, func(t *testing.T) {
-			id := s.trigger(t)
-			ctx, cancel := context.WithTimeout(context.Background(), deadline)
-			defer cancel()
 			before := proxy.cuts.Load()
-			got, err := follow(ctx, fmt.Sprintf("%s/api/runs/%d/events", proxy.url(), id))
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s did not stop after the end (%d lines)", name, len(got))
-			}
+			got := followRun(t, follow, fmt.Sprintf("%s/api/runs/%d/events", proxy.url(), s.trigger(t)))
 			cuts := proxy.cuts.Load() - before
 			if cuts < 3 {
 				t.Fatalf("only %d cuts: the test proves nothing", cuts)
@@ -653,32 +737,11 @@ func TestClientsThroughProxies(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			chaos := newChaos(t, s.addr)
 			front := startProxy(t, p.server, p.conf, strings.TrimPrefix(chaos.url(), "http://"))
-			// One client at a time: side by side, fetch-event-source twice
-			// in about 80 runs got the first bytes of the run's last event
-			// as a whole line with the event's id (1,078 lines lost), a
-			// case still being looked into (see the README).
+			// One client at a time, so that a failure is its own.
 			t.Cleanup(func() { t.Logf("%d cuts between %s and shiplog", chaos.cuts.Load(), p.name) })
 			for _, name := range slices.Sorted(maps.Keys(clients)) {
 				t.Run(name, func(t *testing.T) {
-					if name == "@microsoft/fetch-event-source" {
-						// Open: about 1 run in 30 behind a proxy it keeps the
-						// first bytes of the run's last event ("line 48923 o")
-						// as a line with the event's id and loses 1,078 lines;
-						// always at that place, behind nginx (HTTP/1.0
-						// upstream, HTTP/2) and Caddy. It passes the cuts
-						// without a proxy (TestClientsThroughCuts).
-						t.Skip("open: loses the run's last event behind proxies about 1 run in 30 (see the README)")
-					}
-					id := s.trigger(t)
-					ctx, cancel := context.WithTimeout(context.Background(), deadline)
-					defer cancel()
-					got, err := clients[name](ctx, fmt.Sprintf("%s/api/runs/%d/events", front, id))
-					if err != nil {
-						t.Fatalf("%v", err)
-					}
-					if ctx.Err() != nil {
-						t.Fatalf("did not stop after the end (%d lines)", len(got))
-					}
+					got := followRun(t, clients[name], fmt.Sprintf("%s/api/runs/%d/events", front, s.trigger(t)))
 					check(t, got)
 					t.Logf("%s via %s: %d lines", name, p.name, len(got))
 				})

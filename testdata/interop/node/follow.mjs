@@ -23,7 +23,16 @@ const onLog = (data, id) => {
   if (out.length > 1000) flush();
 };
 // end snippet
-const done = (why, code = 0) => { clearInterval(keepAlive); flush(); process.stderr.write(`${client}: ${why}, ${incomplete} incomplete events dropped\n`); process.exit(code); };
+// process.exit drops what a pipe has not taken yet: the lines go out first
+// (a reader slower than the end cut them short, 1 run in 30 under load).
+let ended = false;
+const done = (why, code = 0) => {
+  if (ended) return;
+  ended = true;
+  clearInterval(keepAlive);
+  process.stderr.write(`${client}: ${why}, ${incomplete} incomplete events dropped\n`);
+  process.stdout.write(out.join(''), () => process.exit(code));
+};
 let errors = 0;
 // Stay alive until the end: eventsource 5 waits for its reconnect on a
 // timer that does not hold the process open, as a script's last task.
@@ -48,6 +57,8 @@ if (client.startsWith('eventsource')) {
 } else if (client === 'fetch-event-source') {
   // snippet: fetch-event-source
   globalThis.window = globalThis; // the library reaches for window.setTimeout
+  // and, when it stops, for document (without it, aborting throws later).
+  globalThis.document ??= { hidden: false, addEventListener() {}, removeEventListener() {} };
   const { fetchEventSource } = await import('@microsoft/fetch-event-source');
   const ctrl = new AbortController();
   await fetchEventSource(url, {
