@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,8 @@ jobs:
       echo "::progress::50 halfway"
       echo "::error title=check::the header grows with this"
       while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
+  hidden:
+    run: printf 'evil\342\200\256exe.live\n'
   numbers:
     params: [{name: N, default: "500"}]
     run: |
@@ -563,4 +566,74 @@ func TestBrowserNewestLineVisibleAndNothingOffScreen(t *testing.T) {
 			t.Errorf("off screen on %s at 390x844: %q", page, off)
 		}
 	}
+}
+
+// The small things a new user saw: the job page's breadcrumbs end with its
+// name, a required choice preselects nothing, hidden Unicode shows itself,
+// a one-line log says "1 line", a quick run's duration has tenths, and a
+// running run's page reloads without JavaScript.
+func TestBrowserChoiceHiddenUnicodeAndCounts(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+
+	// Submitting without choosing gets the field's error, and no run.
+	var choice, crumbs string
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/jobs/deploy"),
+		chromedp.WaitVisible(`[data-testid=run-form]`),
+		chromedp.Evaluate(`(() => { const e = document.querySelector('#p-ENV'); return e.value + '|' + e.selectedOptions[0].textContent; })()`, &choice),
+		chromedp.Text(`.crumbs`, &crumbs),
+	)
+	if choice != "|choose…" {
+		t.Errorf("ENV starts as %q, want nothing chosen (\"|choose…\")", choice)
+	}
+	if crumbs != "Dashboard / deploy" {
+		t.Errorf("breadcrumbs %q, want the job's name last", crumbs)
+	}
+	must(t, ctx,
+		chromedp.Click(`[data-testid=submit]`),
+		chromedp.WaitVisible(`[data-testid=error-ENV]`),
+	)
+	if runs := countRuns(t, s); runs != 0 {
+		t.Errorf("%d runs started with no ENV chosen", runs)
+	}
+
+	run := s.trigger("hidden", nil)
+	s.waitRun(run.ID, isFinished)
+	var got struct {
+		Line, Marked, Foot, Duration string
+	}
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("evil<U+202E>exe.live")),
+		chromedp.Evaluate(`({
+			line: document.querySelector('.log-view .l .t').textContent,
+			marked: document.querySelector('.log-view .l .t .uc')?.textContent ?? '',
+			foot: document.querySelector('[data-testid=log-size]').textContent,
+			duration: document.querySelector('[data-testid=duration]').textContent.trim(),
+		})`, &got),
+	)
+	if got.Marked != "<U+202E>" {
+		t.Errorf("the override is shown as %q, want a marked <U+202E>", got.Marked)
+	}
+	if got.Foot != "1 line" {
+		t.Errorf("log size %q, want \"1 line\"", got.Foot)
+	}
+	if !regexp.MustCompile(`^[0-9]\.[0-9]s$`).MatchString(got.Duration) {
+		t.Errorf("a quick run's duration reads %q, want tenths", got.Duration)
+	}
+
+	// Without JavaScript, a running run's page reloads itself; a finished
+	// one's does not.
+	const refresh = `<noscript><meta http-equiv="refresh" content="5"></noscript>`
+	if _, _, page := s.do("GET", fmt.Sprintf("/runs/%d", run.ID), ""); strings.Contains(string(page), refresh) {
+		t.Error("a finished run's page reloads itself")
+	}
+	live := s.trigger("ticker", nil)
+	s.waitRun(live.ID, func(r *api.Run) bool { return r.State == "running" })
+	if _, _, page := s.do("GET", fmt.Sprintf("/runs/%d", live.ID), ""); !strings.Contains(string(page), refresh) {
+		t.Errorf("a running run's page does not reload without JavaScript")
+	}
+	s.release(live.ID)
+	s.waitRun(live.ID, isFinished)
 }

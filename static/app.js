@@ -4,8 +4,10 @@
   'use strict';
 
   // ---- times -------------------------------------------------------------
+  // As the server's views.Duration: tenths under ten seconds.
   const fmtDur = (ms) => {
-    const s = Math.max(0, Math.round(ms / 1000));
+    if (ms < 9950) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+    const s = Math.round(ms / 1000);
     if (s < 60) return `${s}s`;
     if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;
     return `${Math.floor(s / 3600)}h ${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`;
@@ -43,8 +45,14 @@
     const g = 8 + (n - 232) * 10; return `rgb(${g},${g},${g})`;
   };
   // Renders text with SGR styles as HTML; other escapes are dropped.
+  // Characters that change how text reads without showing themselves
+  // (bidi overrides and isolates, zero-width ones) are shown by their code,
+  // as GitHub's hidden-Unicode warning does: U+202E would otherwise make
+  // "evil.exe" read "exe.live". Kept: joiners, which emoji and scripts need.
+  const HIDDEN_RE = /[\u061C\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g;
+  const shown = (t) => esc(t).replace(HIDDEN_RE, (c) => `<span class="uc" title="hidden Unicode character">&lt;U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}&gt;</span>`);
   function ansi(s) {
-    if (s.indexOf('\x1b') < 0) return esc(s);
+    if (s.indexOf('\x1b') < 0) return shown(s);
     let out = '', st = {}, last = 0, m;
     const open = () => {
       const cls = [], css = [];
@@ -57,7 +65,7 @@
       return `<span${cls.length ? ` class="${cls.join(' ')}"` : ''}${css.length ? ` data-c="${css.join(';')}"` : ''}>`;
     };
     let span = '';
-    const text = (t) => { if (t) out += span ? span + esc(t) + '</span>' : esc(t); };
+    const text = (t) => { if (t) out += span ? span + shown(t) + '</span>' : shown(t); };
     ESC_RE.lastIndex = 0;
     while ((m = ESC_RE.exec(s))) {
       text(s.slice(last, m.index));
@@ -554,7 +562,7 @@
           : `Showing lines 1–${last.toLocaleString()}.`;
       }
       this.jump.textContent = this.detached ? 'Jump to the end ↓' : 'Jump to latest ↓';
-      this.foot.textContent = `${last.toLocaleString()} lines${this.finished ? '' : this.detached ? '' : ' · live'}`;
+      this.foot.textContent = `${last.toLocaleString()} line${last === 1 ? '' : 's'}${this.finished ? '' : this.detached ? '' : ' · live'}`;
     }
 
     // Following means being at the end: scrolling away stops it, scrolling

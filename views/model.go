@@ -136,12 +136,24 @@ func runURL(id int64) string { return "/runs/" + itoa(id) }
 
 func jobURL(name string) string { return "/jobs/" + name }
 
+// Count says how many of a thing: "1 line", "2 lines".
+func Count(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return itoa(n) + " " + thing + "s"
+}
+
 func iso(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func clock(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
 
-// Duration formats d like "1m 04s".
+// Duration formats d like "1m 04s", and a run under ten seconds in
+// tenths ("0.4s"), so that a quick run does not read "0s".
 func Duration(d time.Duration) string {
+	if r := d.Round(100 * time.Millisecond); r < 10*time.Second {
+		return fmt.Sprintf("%.1fs", r.Seconds())
+	}
 	d = d.Round(time.Second)
 	switch {
 	case d < time.Minute:
@@ -151,6 +163,15 @@ func Duration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dh %02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
+}
+
+// refreshWhileLive is how often a page without JavaScript reloads a run
+// that has not finished.
+func refreshWhileLive(r Run) int {
+	if r.Finished {
+		return 0
+	}
+	return 5
 }
 
 func (r Run) duration() string {

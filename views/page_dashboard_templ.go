@@ -56,7 +56,7 @@ func DashboardPage(d Dashboard) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Dashboard", "dashboard", d.Session).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = Layout("Dashboard", "dashboard", d.Session, 0).Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
