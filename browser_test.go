@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,6 +215,29 @@ func TestBrowserPermalinkAndSearch(t *testing.T) {
 		chromedp.Click(`[data-act=next]`),
 		until(`document.querySelector('[data-testid=search-count]').textContent === '2 of 5'`),
 		until(`document.querySelector('.l.match.current .t')?.textContent === 'row 194 of 500 needle'`),
+	)
+	// The match is marked, not the whole line; the case is the line's.
+	var marks []string
+	must(t, ctx, chromedp.Evaluate(`[...document.querySelectorAll('.l.match.current mark.hit')].map(m => m.textContent)`, &marks))
+	if !slices.Equal(marks, []string{"needle"}) {
+		t.Errorf("marked %q in the current match, want [needle]", marks)
+	}
+	// Enter while the typing pause has not ended searches the new text at
+	// once, rather than stepping through the old matches.
+	var query string
+	must(t, ctx, chromedp.Evaluate(`(() => {
+		const el = document.querySelector('[data-testid=search]');
+		el.value = 'row 250 of';
+		el.dispatchEvent(new Event('input'));
+		el.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'}));
+		return window.shiplogLog.query;
+	})()`, &query))
+	if query != "row 250 of" {
+		t.Errorf("Enter during the pause searched %q", query)
+	}
+	must(t, ctx,
+		until(`document.querySelector('[data-testid=search-count]').textContent === '1 of 1'`),
+		until(`document.querySelector('.l.match.current mark.hit')?.textContent === 'row 250 of'`),
 	)
 }
 

@@ -51,9 +51,24 @@
   // "evil.exe" read "exe.live". Kept: joiners, which emoji and scripts need.
   const HIDDEN_RE = /[\u061C\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]/g;
   const shown = (t) => esc(t).replace(HIDDEN_RE, (c) => `<span class="uc" title="hidden Unicode character">&lt;U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}&gt;</span>`);
-  function ansi(s) {
-    if (s.indexOf('\x1b') < 0) return shown(s);
-    let out = '', st = {}, last = 0, m;
+  // marked renders text t, which starts at plain-text offset pos of its
+  // line, with the parts inside hits ([from, to) offsets) in <mark>.
+  const marked = (t, pos, hits) => {
+    if (!hits) return shown(t);
+    let out = '', at = 0;
+    for (const [a, b] of hits) {
+      const from = Math.max(a - pos, at), to = Math.min(b - pos, t.length);
+      if (to <= from) continue;
+      out += shown(t.slice(at, from)) + '<mark class="hit">' + shown(t.slice(from, to)) + '</mark>';
+      at = to;
+    }
+    return out + shown(t.slice(at));
+  };
+  // ansi renders a line with its SGR styles as HTML (other escapes are
+  // dropped), marking hits: offsets in the line's text without escapes.
+  function ansi(s, hits) {
+    if (s.indexOf('\x1b') < 0) return marked(s, 0, hits);
+    let out = '', st = {}, last = 0, m, pos = 0;
     const open = () => {
       const cls = [], css = [];
       if (st.b) cls.push('b'); if (st.d) cls.push('d'); if (st.i) cls.push('i'); if (st.u) cls.push('u'); if (st.s) cls.push('s');
@@ -65,7 +80,12 @@
       return `<span${cls.length ? ` class="${cls.join(' ')}"` : ''}${css.length ? ` data-c="${css.join(';')}"` : ''}>`;
     };
     let span = '';
-    const text = (t) => { if (t) out += span ? span + shown(t) + '</span>' : shown(t); };
+    const text = (t) => {
+      if (!t) return;
+      const h = marked(t, pos, hits);
+      pos += t.length;
+      out += span ? span + h + '</span>' : h;
+    };
     ESC_RE.lastIndex = 0;
     while ((m = ESC_RE.exec(s))) {
       text(s.slice(last, m.index));
@@ -222,9 +242,17 @@
       this.timesBox.checked = pref('times');
       this.setWrap(); this.setTimes();
 
-      let debounce;
-      this.search.addEventListener('input', () => { clearTimeout(debounce); debounce = setTimeout(() => this.find(this.search.value), 200); });
-      this.search.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); this.step(e.shiftKey ? -1 : 1); } });
+      let debounce = 0;
+      this.search.addEventListener('input', () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(() => { debounce = 0; this.find(this.search.value); }, 200);
+      });
+      this.search.addEventListener('keydown', (e) => {
+        if (e.key !== 'Enter') return;
+        e.preventDefault();
+        // Enter before the pause ends searches what was typed, at once.
+        if (debounce) { clearTimeout(debounce); debounce = 0; this.find(this.search.value); } else this.step(e.shiftKey ? -1 : 1);
+      });
       r.querySelector('[data-act=next]').addEventListener('click', () => this.step(1));
       r.querySelector('[data-act=prev]').addEventListener('click', () => this.step(-1));
       this.followBox.addEventListener('change', () => this.followBox.checked ? this.toLatest() : this.setFollow(false));
@@ -546,7 +574,9 @@
           const at = this.timeOf(num);
           ts = `<span class="ts">${at === null ? '' : `<time datetime="${new Date(at).toISOString()}" title="${this.timeTitle(at)}">${fmtClock(at)}</time>`}</span>`;
         }
-        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a>${ts}<span class="t">${ansi(carriage(t))}</span></div>`;
+        t = carriage(t);
+        const hits = this.matchNums && this.matchNums.has(num) ? this.hits(t) : null;
+        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a>${ts}<span class="t">${ansi(t, hits)}</span></div>`;
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
       this.rows.innerHTML = html;
@@ -618,7 +648,15 @@
       }
     }
 
-    matchLine(i) { return strip(carriage(this.lines[i])).toLowerCase().includes(this.query); }
+    matchLine(i) { this.queryRE.lastIndex = 0; return this.queryRE.test(strip(carriage(this.lines[i]))); }
+
+    // hits returns where the query is in line's text, as [from, to) pairs.
+    hits(line) {
+      const out = [], text = strip(line);
+      this.queryRE.lastIndex = 0;
+      for (let m; (m = this.queryRE.exec(text)) && out.length < 100;) out.push([m.index, m.index + m[0].length]);
+      return out.length ? out : null;
+    }
 
     addMatch(num) { this.matchNums.add(num); this.matchList.push(num); }
 
@@ -631,7 +669,10 @@
     // find searches the loaded lines at once, and the whole log on the
     // server when only part of it is loaded.
     async find(q) {
-      this.query = q.toLowerCase();
+      this.query = q;
+      // Case-insensitive, as the server's search; the i flag keeps offsets
+      // (lower-casing can change a string's length).
+      this.queryRE = new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi');
       this.matchList = []; this.matchNums = this.query ? new Set() : null; this.cur = -1; this.truncated = false;
       this.serverSearch = !!this.query && (this.first > 1 || this.detached);
       if (this.serverSearch) {
