@@ -179,14 +179,23 @@ func TestBrowserTriggerFromFormWatchLiveAndCancel(t *testing.T) {
 	must(t, ctx,
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
 		until(logHas("waiting for the gate")),
+		// Cancel asks first.
+		until(`!document.querySelector('[data-testid=cancel-confirm]').checkVisibility()`),
+		chromedp.Click(`[data-testid=cancel]`),
+		chromedp.WaitVisible(`[data-testid=cancel-confirm]`),
 		// Clicked from script: the form's navigation must not race the
 		// click's own bookkeeping in chromedp.
-		chromedp.Evaluate(`document.querySelector('[data-testid=cancel]').click(); true`, nil),
+		chromedp.Evaluate(`document.querySelector('[data-testid=cancel-confirm]').click(); true`, nil),
 	)
 	afterNavigation(t, ctx, `document.querySelector('#run-head [data-testid=state]')?.textContent === 'canceled'`)
 	if got := s.waitRun(run.ID, isFinished); got.State != "canceled" {
 		t.Errorf("state %s", got.State)
 	}
+	// Who canceled shows in the header and at the end of the log.
+	must(t, ctx,
+		until(`document.querySelector('[data-testid=run-error]')?.textContent === 'canceled by anonymous@127.0.0.1'`),
+		until(`[...document.querySelectorAll('.log-view .l.marker .t')].some(e => e.textContent.startsWith('[shiplog: canceled by anonymous@127.0.0.1 at '))`),
+	)
 }
 
 func TestBrowserPermalinkAndSearch(t *testing.T) {
@@ -660,4 +669,27 @@ func TestBrowserChoiceHiddenUnicodeAndCounts(t *testing.T) {
 	}
 	s.release(live.ID)
 	s.waitRun(live.ID, isFinished)
+}
+
+// The cancel question stays open while the header refreshes under it (a
+// progress bar and an annotation arrive), and answering it cancels.
+func TestBrowserCancelQuestionSurvivesRefresh(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("growing", nil)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("tick 3")),
+		chromedp.Click(`[data-testid=cancel]`),
+		chromedp.WaitVisible(`[data-testid=cancel-confirm]`),
+	)
+	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("grow-%d", run.ID)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ctx,
+		until(`document.querySelector('#run-head progress') && document.querySelector('[data-testid=annotations]')`),
+		until(`document.querySelector('[data-testid=cancel-confirm]').checkVisibility()`),
+		chromedp.Evaluate(`document.querySelector('[data-testid=cancel-confirm]').click(); true`, nil),
+	)
+	afterNavigation(t, ctx, `document.querySelector('#run-head [data-testid=state]')?.textContent === 'canceled'`)
 }

@@ -373,7 +373,7 @@ func (s *server) cancelByRequest(c echo.Context) (int64, error) {
 	if err := s.checkRunAccess(c, id); err != nil {
 		return 0, err
 	}
-	return id, s.runner.Cancel(c.Request().Context(), id)
+	return id, s.runner.Cancel(c.Request().Context(), id, triggeredBy(c))
 }
 
 // rerunByRequest queues a new run like the :id run, if the caller may.

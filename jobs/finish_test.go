@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,12 +130,12 @@ jobs:
 
 	timedOut := trigger(t, r, "slow", nil)
 	queued := trigger(t, r, "ok", nil)
-	if err := r.Cancel(context.Background(), queued.ID); err != nil {
+	if err := r.Cancel(context.Background(), queued.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	canceledRunning := trigger(t, r, "gated", nil)
 	waitRun(t, r, canceledRunning.ID, func(r *Run) bool { return r.State == Running })
-	if err := r.Cancel(context.Background(), canceledRunning.ID); err != nil {
+	if err := r.Cancel(context.Background(), canceledRunning.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	want := map[int64]State{timedOut.ID: TimedOut, queued.ID: Canceled, canceledRunning.ID: Canceled}
@@ -154,6 +156,28 @@ jobs:
 	for id, st := range map[int64]State{timedOut.ID: TimedOut, queued.ID: Canceled, canceledRunning.ID: Canceled} {
 		if got, err := store.Get(context.Background(), id); err != nil || got.State != st {
 			t.Errorf("#%d stored as %v (%v), want %s", id, got, err, st)
+		}
+	}
+	// Who canceled is the run's error; a stopped job's log ends saying why.
+	for _, tc := range []struct {
+		id          int64
+		err, lastRE string
+	}{
+		{queued.ID, "canceled by test", ""},
+		{canceledRunning.ID, "canceled by test", `^\[shiplog: canceled by test at 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC; the job was stopped\]$`},
+		{timedOut.ID, "timed out after 300ms", `^\[shiplog: timed out after 300ms at .* UTC; the job was stopped\]$`},
+	} {
+		got, _ := store.Get(context.Background(), tc.id)
+		if got.Error != tc.err {
+			t.Errorf("#%d: error %q, want %q", tc.id, got.Error, tc.err)
+		}
+		if tc.lastRE == "" {
+			continue
+		}
+		log := readLog(t, r, tc.id)
+		lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+		if last := lines[len(lines)-1]; !regexp.MustCompile(tc.lastRE).MatchString(last) || got.LogLines != int64(len(lines)) {
+			t.Errorf("#%d: log ends %q (%d lines, record says %d), want a line matching %s", tc.id, last, len(lines), got.LogLines, tc.lastRE)
 		}
 	}
 }

@@ -273,6 +273,19 @@ func (w *logWriter) Close() {
 	}
 }
 
+// Note closes the output as Close does, then adds a line of shiplog's own
+// (logfile.Note) after the job's last line; none after a cut log, which
+// ends with its cut marker.
+func (w *logWriter) Note(line string) {
+	w.Close()
+	if w.cut {
+		return
+	}
+	w.out = w.out[:0]
+	w.line([]byte(line), false)
+	w.flush()
+}
+
 // line appends one processed line to the output buffer.
 func (w *logWriter) line(l []byte, split bool) {
 	cmd, isCmd := ParseCommand(l)

@@ -147,6 +147,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	var (
 		reason    State
 		reasonMsg string
+		stoppedAt time.Time
 		kill      <-chan time.Time
 		waitErr   error
 		stop      = t.stop
@@ -163,14 +164,14 @@ wait:
 		case <-timeout:
 			timeout = nil
 			if reason == "" {
-				reason, reasonMsg = TimedOut, fmt.Sprintf("timed out after %s", t.job.Timeout)
+				reason, reasonMsg, stoppedAt = TimedOut, fmt.Sprintf("timed out after %s", t.job.Timeout), time.Now()
 				log.Info("run timed out")
 				terminate()
 			}
 		case <-stop:
 			stop = nil
 			if reason == "" {
-				reason, reasonMsg = t.reason, t.reasonMsg
+				reason, reasonMsg, stoppedAt = t.reason, t.reasonMsg, time.Now()
 				terminate()
 			}
 		case <-kill:
@@ -188,7 +189,12 @@ wait:
 		_ = pr.SetReadDeadline(time.Now())
 		<-readDone
 	}
-	lw.Close()
+	if reasonMsg != "" {
+		// Why the output ends here, where it ends, as CI logs say it.
+		lw.Note(logfile.Note(fmt.Sprintf("%s at %s; the job was stopped", reasonMsg, stoppedAt.UTC().Format("2006-01-02 15:04:05 MST"))))
+	} else {
+		lw.Close()
+	}
 	if err := f.Sync(); err != nil && lw.Err() == nil {
 		log.Warn("sync log", "err", err)
 	}

@@ -98,9 +98,11 @@ func (r *Runner) QueueLength() int {
 	return len(r.queue)
 }
 
-// Cancel stops run id: a queued run never starts, a running one is
-// terminated with its whole process group.
-func (r *Runner) Cancel(ctx context.Context, id int64) error {
+// Cancel stops run id for by (who asked): a queued run never starts, a
+// running one is terminated with its whole process group. The run's error
+// and the end of its log say who canceled it.
+func (r *Runner) Cancel(ctx context.Context, id int64, by string) error {
+	why := "canceled by " + by
 	r.mu.Lock()
 	t, ok := r.active[id]
 	if !ok {
@@ -115,14 +117,14 @@ func (r *Runner) Cancel(ctx context.Context, id int64) error {
 		r.queue = slices.DeleteFunc(r.queue, func(q *task) bool { return q == t })
 		t.run.State = Canceled // at once, so a second cancel finds it finished
 		r.mu.Unlock()
-		r.finish(t, outcome{state: Canceled}, false) //nolint:contextcheck // the cancel is stored even if its request goes away
+		r.finish(t, outcome{state: Canceled, msg: why}, false) //nolint:contextcheck // the cancel is stored even if its request goes away
 		return nil
 	}
 	if t.run.State.Finished() {
 		r.mu.Unlock()
 		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, t.run.State)
 	}
-	t.halt(Canceled, "")
+	t.halt(Canceled, why)
 	r.mu.Unlock()
 	return nil
 }

@@ -295,7 +295,7 @@ func TestCancelAndTimeoutKillTheProcessTree(t *testing.T) {
 			id := trigger(t, r, tt.job, nil).ID
 			pid := grandchild(t, r, id)
 			if tt.cancel {
-				if err := r.Cancel(context.Background(), id); err != nil {
+				if err := r.Cancel(context.Background(), id, "test"); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -304,7 +304,7 @@ func TestCancelAndTimeoutKillTheProcessTree(t *testing.T) {
 				t.Fatalf("state %s, want %s", run.State, tt.want)
 			}
 			processGone(t, pid)
-			if err := r.Cancel(context.Background(), id); err == nil {
+			if err := r.Cancel(context.Background(), id, "test"); err == nil {
 				t.Error("cancel of a finished run succeeded")
 			}
 		})
@@ -316,13 +316,13 @@ func TestCancelQueued(t *testing.T) {
 	first := trigger(t, r, "tree", nil).ID
 	grandchild(t, r, first)
 	second := trigger(t, r, "tree", nil).ID
-	if err := r.Cancel(context.Background(), second); err != nil {
+	if err := r.Cancel(context.Background(), second, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if run := waitRun(t, r, second, finished); run.State != Canceled || run.StartedAt != nil {
 		t.Errorf("queued run after cancel: %+v", run)
 	}
-	if err := r.Cancel(context.Background(), first); err != nil {
+	if err := r.Cancel(context.Background(), first, "test"); err != nil {
 		t.Fatal(err)
 	}
 	waitRun(t, r, first, finished)

@@ -34,6 +34,11 @@ const SplitMarker = " \u23CE[shiplog: line longer than 4 MiB split here]"
 // CutMarker is the last line of a log cut at its job's max_log_size.
 const CutMarker = "[shiplog: the log was cut here at max_log_size; the rest of the output was discarded]"
 
+// Note is a line of shiplog's own in a log, such as why a run stopped:
+// "[shiplog: canceled by alice at …]". Pages show such lines apart from the
+// job's output.
+func Note(text string) string { return "[shiplog: " + text + "]" }
+
 // IndexEvery is the spacing, in lines, of the entries in ID.log.idx.
 const IndexEvery = 4096
 

@@ -147,7 +147,7 @@
       if (/^::notice[ :]/.test(t)) return K_NOTE;
       if (/^::(progress|add-mask|debug)[ :]/.test(t)) return K_CMD;
     }
-    if (t.endsWith('[shiplog: line longer than 4 MiB split here]') || t.startsWith('[shiplog: the log was cut here')) return K_MARK;
+    if (t.endsWith('[shiplog: line longer than 4 MiB split here]') || t.startsWith('[shiplog: ')) return K_MARK; // logfile's markers and notes
     return K_PLAIN;
   };
   const KIND_CLASS = ['', 'grp', 'cmd', 'cmd', 'ann-error', 'ann-warning', 'ann-notice', 'marker'];

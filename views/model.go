@@ -165,6 +165,28 @@ func Duration(d time.Duration) string {
 	}
 }
 
+// signalName names the signal an exit code of 128+n says killed the job
+// ("SIGTERM" for 143), for the signals a run is stopped with or dies of.
+func signalName(code int) string {
+	switch code - 128 {
+	case 1:
+		return "SIGHUP"
+	case 2:
+		return "SIGINT"
+	case 6:
+		return "SIGABRT"
+	case 9:
+		return "SIGKILL"
+	case 11:
+		return "SIGSEGV"
+	case 13:
+		return "SIGPIPE"
+	case 15:
+		return "SIGTERM"
+	}
+	return ""
+}
+
 // refreshWhileLive is how often a page without JavaScript reloads a run
 // that has not finished.
 func refreshWhileLive(r Run) int {

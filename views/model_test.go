@@ -47,3 +47,11 @@ func TestPlainLine(t *testing.T) {
 		}
 	}
 }
+
+func TestSignalName(t *testing.T) {
+	for code, want := range map[int]string{0: "", 1: "", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM", 200: ""} {
+		if got := signalName(code); got != want {
+			t.Errorf("signalName(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
