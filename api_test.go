@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -486,5 +487,35 @@ func TestFullDiskAtTriggerIs507(t *testing.T) {
 	run := s.trigger("quick", nil)
 	if got := s.waitRun(run.ID, isFinished); got.State != "succeeded" {
 		t.Errorf("after room was made: %s", got.State)
+	}
+}
+
+// ?by= lists the runs one caller triggered; the runs page filters the same
+// way (see TestBrowserRunsFilters).
+func TestListRunsByWhoTriggered(t *testing.T) {
+	auth, tok := tokens(t, map[string]string{"ci": "deployer", "ann": "deployer"})
+	s := startServer(t, apiConfig+auth)
+	as := func(name string) []string { return []string{"Authorization", "Bearer " + tok[name]} }
+	want := map[string][]int64{}
+	for _, name := range []string{"ci", "ann", "ci", "ann", "ci"} {
+		id := s.trigger2(as(name), "quick")
+		want[name] = append([]int64{id}, want[name]...) // newest first
+	}
+	for name, ids := range want {
+		code, _, body := s.do("GET", "/api/runs?by="+name, "", as("ci")...)
+		var page api.RunList
+		if code != 200 || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("by=%s: %d %s", name, code, body)
+		}
+		var got []int64
+		for _, r := range page.Runs {
+			got = append(got, r.ID)
+		}
+		if !slices.Equal(got, ids) {
+			t.Errorf("by=%s: runs %v, want %v", name, got, ids)
+		}
+	}
+	if code, _, _ := s.do("GET", "/api/runs?by="+strings.Repeat("x", 201), "", as("ci")...); code != 400 {
+		t.Errorf("an over-long by: %d, want 400", code)
 	}
 }

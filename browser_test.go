@@ -693,3 +693,122 @@ func TestBrowserCancelQuestionSurvivesRefresh(t *testing.T) {
 	)
 	afterNavigation(t, ctx, `document.querySelector('#run-head [data-testid=state]')?.textContent === 'canceled'`)
 }
+
+// The runs page filters by job and state at once when a list changes (and
+// by who triggered), says when nothing matches, and its pages keep the
+// filters.
+func TestBrowserRunsFilters(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	var hidden []int64
+	for range 22 {
+		hidden = append(hidden, s.trigger("hidden", nil).ID)
+	}
+	numbers := s.trigger("numbers", nil)
+	for _, id := range append(hidden, numbers.ID) {
+		s.waitRun(id, isFinished)
+	}
+	rows := `[...document.querySelectorAll('[data-testid=runs] tbody tr')].map(r => r.cells[1].textContent.trim())`
+	var jobsShown []string
+	var older string
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/runs"),
+		chromedp.SetValue(`[data-testid=filter-job]`, "hidden"),
+		chromedp.Evaluate(`document.querySelector('[data-testid=filter-job]').dispatchEvent(new Event('change', {bubbles: true})); true`, nil),
+	)
+	afterNavigation(t, ctx, `location.search.includes('job=hidden')`)
+	must(t, ctx,
+		chromedp.Evaluate(rows, &jobsShown),
+		chromedp.AttributeValue(`[data-testid=older]`, "href", &older, nil),
+	)
+	if len(jobsShown) != 20 || slices.ContainsFunc(jobsShown, func(j string) bool { return j != "hidden" }) {
+		t.Errorf("job=hidden shows %q", jobsShown)
+	}
+	if !strings.Contains(older, "job=hidden") || !strings.Contains(older, fmt.Sprintf("before=%d", hidden[2])) {
+		t.Errorf("the older page is %q: it must keep the filter", older)
+	}
+	must(t, ctx,
+		chromedp.Navigate(s.URL+older),
+		chromedp.Evaluate(rows, &jobsShown),
+	)
+	if len(jobsShown) != 2 || jobsShown[0] != "hidden" {
+		t.Errorf("the older page of job=hidden shows %q", jobsShown)
+	}
+	var empty string
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/runs?job=hidden&state=failed"),
+		chromedp.Text(`.panel .empty`, &empty),
+	)
+	if empty != "No runs match these filters." {
+		t.Errorf("no match says %q", empty)
+	}
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/runs?by=anonymous%40127.0.0.1&job=numbers"),
+		chromedp.Evaluate(rows, &jobsShown),
+	)
+	if !slices.Equal(jobsShown, []string{"numbers"}) {
+		t.Errorf("by and job: %q", jobsShown)
+	}
+}
+
+// With more than ten jobs the dashboard offers a filter; its 2 s refresh
+// keeps the filter, the keyboard focus and a text selection.
+func TestBrowserDashboardFilterKeepsFocusAndSelection(t *testing.T) {
+	cfg := "jobs:\n  ticker:\n    env: {GATE: $$GATE}\n    run: while [ ! -e \"$GATE/release-$SHIPLOG_RUN_ID\" ]; do sleep 0.01; done\n"
+	for i := 1; i <= 11; i++ {
+		cfg += fmt.Sprintf("  app-%d:\n    description: service number %d\n    run: \"true\"\n", i, i)
+	}
+	s := startServer(t, cfg)
+	ctx := browser(t)
+	visible := `[...document.querySelectorAll('tr[data-find]')].filter(r => !r.hidden).map(r => r.dataset.testid)`
+	var shown []string
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/"),
+		chromedp.SendKeys(`[data-testid=job-filter]`, "app-1"),
+		chromedp.Evaluate(visible, &shown),
+	)
+	if !slices.Equal(shown, []string{"job-app-1", "job-app-10", "job-app-11"}) {
+		t.Errorf("filtered to %q", shown)
+	}
+	// A run starts: the list refreshes under the focus and the filter.
+	must(t, ctx, chromedp.Evaluate(`document.querySelector("[data-testid=run-app-10]").focus(); true`, nil))
+	run := s.trigger("ticker", nil)
+	var focused, filter string
+	must(t, ctx,
+		until(`document.querySelector('[data-testid=active-run]') !== null`),
+		chromedp.Evaluate(`document.activeElement.id`, &focused),
+		chromedp.Evaluate(visible, &shown),
+		chromedp.Value(`[data-testid=job-filter]`, &filter),
+	)
+	if focused != "run-app-10" {
+		t.Errorf("after a refresh the focus is on %q", focused)
+	}
+	if filter != "app-1" || len(shown) != 3 {
+		t.Errorf("after a refresh the filter is %q and shows %q", filter, shown)
+	}
+	// Text selected in the list holds the refresh back until it is let go.
+	must(t, ctx, chromedp.Evaluate(`(() => {
+		const r = document.createRange();
+		r.selectNodeContents(document.querySelector('[data-testid=job-app-1] .job-desc'));
+		getSelection().removeAllRanges(); getSelection().addRange(r); return true;
+	})()`, nil))
+	s.release(run.ID)
+	s.waitRun(run.ID, isFinished)
+	var selected string
+	must(t, ctx,
+		until(`+document.body.dataset.heldSwaps > 0`),
+		chromedp.Evaluate(`getSelection().toString()`, &selected),
+	)
+	if selected != "service number 1" {
+		t.Errorf("the selection became %q", selected)
+	}
+	must(t, ctx,
+		chromedp.Evaluate(`getSelection().removeAllRanges(); true`, nil),
+		until(`document.querySelector('[data-testid=active-run]') === null`),
+	)
+	// Without JavaScript the filter is a query.
+	_, _, page := s.do("GET", "/?q=APP-1", "")
+	if n := strings.Count(string(page), `data-find="app-`); n != 3 {
+		t.Errorf("/?q=APP-1 lists %d jobs, want 3", n)
+	}
+}

@@ -97,10 +97,21 @@ func toViews(runs []*jobs.Run) []views.Run {
 	return out
 }
 
+// dashboardFilterAt is how many jobs the dashboard lists before it offers a
+// filter.
+const dashboardFilterAt = 10
+
 func (s *server) showDashboard(c echo.Context) error {
 	ctx := c.Request().Context()
-	var d views.Dashboard
-	for _, j := range s.runner.Config().Jobs {
+	all := s.runner.Config().Jobs
+	d := views.Dashboard{Filterable: len(all) > dashboardFilterAt, Query: c.QueryParam("q")}
+	if len(d.Query) > 200 {
+		return badRequest("q", "q is longer than 200 bytes")
+	}
+	for _, j := range all {
+		if q := strings.ToLower(d.Query); q != "" && !strings.Contains(strings.ToLower(j.Name+" "+j.Description), q) {
+			continue
+		}
 		row := views.Job{Name: j.Name, Description: j.Description, Direct: len(j.Params) == 0 && !j.Confirm}
 		last, err := s.lastRun(ctx, j.Name)
 		if err != nil {
@@ -125,7 +136,7 @@ func (s *server) showDashboard(c echo.Context) error {
 }
 
 // historyPage reads ?before and returns a page of runs with links to the
-// pages around it.
+// pages around it, which keep the request's other parameters (filters).
 func (s *server) historyPage(c echo.Context, base string, f jobs.Filter) ([]views.Run, string, string, error) {
 	const size = 20
 	before, err := positiveParam(c, "before", "run id", 0)
@@ -138,23 +149,49 @@ func (s *server) historyPage(c echo.Context, base string, f jobs.Filter) ([]view
 	if err != nil {
 		return nil, "", "", err
 	}
+	q := c.Request().URL.Query()
+	link := func() string {
+		if len(q) == 0 {
+			return base
+		}
+		return base + "?" + q.Encode()
+	}
 	var older, newer string
 	if len(runs) > size {
 		runs = runs[:size]
-		older = base + "?before=" + strconv.FormatInt(runs[size-1].ID, 10)
+		q.Set("before", strconv.FormatInt(runs[size-1].ID, 10))
+		older = link()
 	}
 	if f.Before > 0 {
-		newer = base
+		q.Del("before")
+		newer = link()
 	}
 	return toViews(runs), older, newer, nil
 }
 
+// showRuns lists every run, filtered by job, state and who triggered.
 func (s *server) showRuns(c echo.Context) error {
-	runs, older, newer, err := s.historyPage(c, "/runs", jobs.Filter{})
+	f, err := s.runFilter(c)
 	if err != nil {
 		return err
 	}
-	return render(c, http.StatusOK, views.RunsPage(runs, older, newer, s.session(c)))
+	p := views.RunsPage{Session: s.session(c), Job: f.Job, By: f.By}
+	if len(f.States) > 0 {
+		p.State = string(f.States[0])
+	}
+	if p.Runs, p.Older, p.Newer, err = s.historyPage(c, "/runs", f); err != nil {
+		return err
+	}
+	for _, j := range s.runner.Config().Jobs {
+		p.Jobs = append(p.Jobs, j.Name)
+	}
+	for _, st := range jobs.States {
+		p.States = append(p.States, string(st))
+	}
+	if p.Triggerers, err = s.runner.Triggerers(c.Request().Context(), 50); err != nil {
+		return err
+	}
+	return render(c, http.StatusOK, views.RunsList(p))
 }
 
 func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, values map[string]string, perr *jobs.ParamError) (views.JobPage, error) {

@@ -185,20 +185,11 @@ func (s *server) checkRunAccess(c echo.Context, id int64) error {
 }
 
 func (s *server) listRuns(c echo.Context) error {
-	f := jobs.Filter{Job: c.QueryParam("job"), Limit: 50}
-	if f.Job != "" {
-		if _, err := s.runner.Config().Job(f.Job); err != nil {
-			return err
-		}
+	f, err := s.runFilter(c)
+	if err != nil {
+		return err
 	}
-	if v := c.QueryParam("state"); v != "" {
-		for _, st := range strings.Split(v, ",") {
-			if !jobs.State(st).Valid() {
-				return badRequest("state", "unknown state %q", truncate(st, 40))
-			}
-			f.States = append(f.States, jobs.State(st))
-		}
-	}
+	f.Limit = 50
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 500 {
@@ -361,6 +352,30 @@ func (s *server) setLogHeaders(h http.Header, run *jobs.Run) {
 	}
 	h.Set("X-Log-Bytes", strconv.FormatInt(size, 10))
 	h.Set("X-Log-Lines", strconv.FormatInt(lines, 10))
+}
+
+// runFilter reads which runs a list asks for: ?job=, ?state= (a list,
+// comma-separated) and ?by= (who triggered). The API and the runs page
+// share it.
+func (s *server) runFilter(c echo.Context) (jobs.Filter, error) {
+	f := jobs.Filter{Job: c.QueryParam("job"), By: c.QueryParam("by")}
+	if f.Job != "" {
+		if _, err := s.runner.Config().Job(f.Job); err != nil {
+			return f, err
+		}
+	}
+	if v := c.QueryParam("state"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			if !jobs.State(st).Valid() {
+				return f, badRequest("state", "unknown state %q", truncate(st, 40))
+			}
+			f.States = append(f.States, jobs.State(st))
+		}
+	}
+	if len(f.By) > 200 {
+		return f, badRequest("by", "by is longer than 200 bytes")
+	}
+	return f, nil
 }
 
 // cancelByRequest cancels the :id run if the caller may; the API and the

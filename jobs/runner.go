@@ -156,6 +156,11 @@ func (r *Runner) Get(ctx context.Context, id int64) (*Run, error) {
 }
 
 // List returns runs matching f, newest first, live ones as they are now.
+// Triggerers returns who triggered runs, most recent first (at most limit).
+func (r *Runner) Triggerers(ctx context.Context, limit int) ([]string, error) {
+	return r.store.Triggerers(ctx, limit)
+}
+
 func (r *Runner) List(ctx context.Context, f Filter) ([]*Run, error) {
 	runs, err := r.store.List(ctx, f)
 	if err != nil {

@@ -186,7 +186,8 @@ func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
 type Filter struct {
 	Job    string
 	States []State
-	Before int64 // only runs with a smaller ID; 0 for no bound
+	By     string // who triggered, exactly
+	Before int64  // only runs with a smaller ID; 0 for no bound
 	Limit  int
 }
 
@@ -205,6 +206,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Run, error) {
 		for _, st := range f.States {
 			args = append(args, string(st))
 		}
+	}
+	if f.By != "" {
+		where = append(where, "triggered_by = ?")
+		args = append(args, f.By)
 	}
 	if f.Before > 0 {
 		where = append(where, "id < ?")
@@ -230,6 +235,26 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Run, error) {
 			return nil, fmt.Errorf("list runs: %w", err)
 		}
 		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Triggerers returns who triggered runs, most recent first, at most limit
+// of them: the choices of a filter.
+func (s *Store) Triggerers(ctx context.Context, limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT triggered_by FROM runs WHERE triggered_by != ''
+		GROUP BY triggered_by ORDER BY MAX(id) DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list triggerers: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var by string
+		if err := rows.Scan(&by); err != nil {
+			return nil, fmt.Errorf("list triggerers: %w", err)
+		}
+		out = append(out, by)
 	}
 	return out, rows.Err()
 }

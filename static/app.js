@@ -30,6 +30,36 @@
     for (const el of document.querySelectorAll('[data-since]')) el.textContent = fmtDur(Date.now() - Date.parse(el.dataset.since));
   };
   setInterval(tick, 1000);
+  // The dashboard's job filter hides the rows that do not match as one
+  // types, and again after each refresh of the list.
+  const filterJobs = () => {
+    const input = document.querySelector('[data-job-filter]');
+    if (!input) return;
+    const q = input.value.trim().toLowerCase();
+    let shown = 0;
+    for (const row of document.querySelectorAll('tr[data-find]')) {
+      row.hidden = !!q && !row.dataset.find.toLowerCase().includes(q);
+      if (!row.hidden) shown++;
+    }
+    const none = document.querySelector('[data-no-jobs]');
+    if (none) none.hidden = shown > 0;
+  };
+  document.addEventListener('input', (e) => { if (e.target.matches('[data-job-filter]')) filterJobs(); });
+  document.addEventListener('htmx:afterSwap', filterJobs); // before it is drawn
+  // A refresh waits while text in the part it would replace is selected
+  // (htmx keeps the focus itself: focusable elements there have ids).
+  document.addEventListener('htmx:beforeSwap', (e) => {
+    const sel = getSelection();
+    if (sel && !sel.isCollapsed && e.detail.target.contains(sel.anchorNode)) {
+      e.detail.shouldSwap = false;
+      document.body.dataset.heldSwaps = String((+document.body.dataset.heldSwaps || 0) + 1);
+    }
+  });
+  // A filter form's lists apply as soon as one is changed.
+  document.addEventListener('change', (e) => {
+    const f = e.target.form;
+    if (e.target.tagName === 'SELECT' && f && f.hasAttribute('data-autosubmit')) f.requestSubmit();
+  });
   document.addEventListener('DOMContentLoaded', tick);
   document.addEventListener('htmx:afterSettle', tick);
 

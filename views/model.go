@@ -58,9 +58,11 @@ type Job struct {
 
 // Dashboard is the front page.
 type Dashboard struct {
-	Jobs    []Job
-	Active  []Run
-	Session Session
+	Jobs       []Job
+	Active     []Run
+	Session    Session
+	Filterable bool   // enough jobs to offer a filter
+	Query      string // the filter, without JavaScript
 }
 
 // Field is one parameter input of a job's form.
@@ -135,6 +137,18 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func runURL(id int64) string { return "/runs/" + itoa(id) }
 
 func jobURL(name string) string { return "/jobs/" + name }
+
+// RunsPage is the list of every run, with its filters.
+type RunsPage struct {
+	Session                  Session
+	Runs                     []Run
+	Older, Newer             string
+	Jobs, States, Triggerers []string // the filters' choices
+	Job, State, By           string   // the filters chosen
+}
+
+// Filtered reports whether any filter is chosen.
+func (p RunsPage) Filtered() bool { return p.Job != "" || p.State != "" || p.By != "" }
 
 // Count says how many of a thing: "1 line", "2 lines".
 func Count(n int64, thing string) string {

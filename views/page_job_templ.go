@@ -162,7 +162,7 @@ func JobView(p JobPage) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = RunTable(p.Runs, false, p.Older, p.Newer).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = RunTable(p.Runs, false, p.Older, p.Newer, "No runs yet.").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
