@@ -108,8 +108,9 @@ func (s *server) showDashboard(c echo.Context) error {
 	if len(d.Query) > 200 {
 		return badRequest("q", "q is longer than 200 bytes")
 	}
+	q := strings.ToLower(d.Query)
 	for _, j := range all {
-		if q := strings.ToLower(d.Query); q != "" && !strings.Contains(strings.ToLower(j.Name+" "+j.Description), q) {
+		if q != "" && !strings.Contains(strings.ToLower(j.Name+" "+j.Description), q) {
 			continue
 		}
 		row := views.Job{Name: j.Name, Description: j.Description, Direct: len(j.Params) == 0 && !j.Confirm}
