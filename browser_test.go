@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -713,8 +714,15 @@ func TestBrowserRunsFilters(t *testing.T) {
 	var older string
 	must(t, ctx,
 		chromedp.Navigate(s.URL+"/runs"),
-		chromedp.SetValue(`[data-testid=filter-job]`, "hidden"),
-		chromedp.Evaluate(`document.querySelector('[data-testid=filter-job]').dispatchEvent(new Event('change', {bubbles: true})); true`, nil),
+		chromedp.WaitVisible(`[data-testid=filter-job]`),
+		// As a user's choice: the value, then one change event (chromedp's
+		// SetValue sends its own, which would submit as well).
+		chromedp.Evaluate(`(() => {
+			const el = document.querySelector('[data-testid=filter-job]');
+			el.value = 'hidden';
+			el.dispatchEvent(new Event('change', {bubbles: true}));
+			return true;
+		})()`, nil),
 	)
 	afterNavigation(t, ctx, `location.search.includes('job=hidden')`)
 	must(t, ctx,
@@ -748,6 +756,16 @@ func TestBrowserRunsFilters(t *testing.T) {
 	)
 	if !slices.Equal(jobsShown, []string{"numbers"}) {
 		t.Errorf("by and job: %q", jobsShown)
+	}
+	// On a phone a run's number, job and state share a line.
+	var tops []float64
+	must(t, ctx,
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Navigate(s.URL+"/runs"),
+		chromedp.Evaluate(`[...document.querySelector('[data-testid=runs] tbody tr').cells].slice(0, 3).map(c => Math.round(c.getBoundingClientRect().top + c.getBoundingClientRect().height / 2))`, &tops),
+	)
+	if len(tops) != 3 || math.Abs(tops[0]-tops[1]) > 2 || math.Abs(tops[1]-tops[2]) > 2 {
+		t.Errorf("at 390 px the first row's number, job and state are centred at %v px", tops)
 	}
 }
 
