@@ -48,8 +48,9 @@ if (client.startsWith('eventsource')) {
   es.addEventListener('end', () => { es.close(); done('end'); });
   es.onerror = (e) => {
     errors++;
-    // 204: resumed at the end of a finished run (the end event was cut).
-    if (e && e.status === 204) { es.close(); done('204'); return; }
+    // 204: resumed at the end of a finished run (the end event was cut):
+    // eventsource 2 says so in status, 3 and 5 in code.
+    if (e && (e.status ?? e.code) === 204) { es.close(); done('204'); return; }
     // CLOSED before the end: the client gave up by itself.
     if (es.readyState === 2) done(`stopped by the client after ${errors} errors (${e && (e.message || e.code)})`, 3);
   };
