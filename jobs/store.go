@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+CREATE INDEX IF NOT EXISTS runs_triggered_by ON runs(triggered_by, id);
 `
 
 // maxConns bounds the database connections: SQLite in WAL mode reads in
