@@ -492,7 +492,19 @@ func goSSE(ctx context.Context, url string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := &gosse.Client{HTTPClient: httpClient, Backoff: gosse.Backoff{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second}}
+	// A 204 is the end too: the stream was cut after the last line, before
+	// "end" (go-sse would return it as an error).
+	ended := errors.New("the run has ended")
+	client := &gosse.Client{
+		HTTPClient: httpClient,
+		Backoff:    gosse.Backoff{InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second},
+		ResponseValidator: func(r *http.Response) error {
+			if r.StatusCode == http.StatusNoContent {
+				return ended
+			}
+			return gosse.DefaultValidator(r)
+		},
+	}
 	conn := client.NewConnection(req)
 	var got []string
 	last := int64(-1)
@@ -511,7 +523,7 @@ func goSSE(ctx context.Context, url string) ([]string, error) {
 		}
 	})
 	conn.SubscribeEvent("end", func(gosse.Event) { cancel() })
-	if err := conn.Connect(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := conn.Connect(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ended) {
 		return got, err
 	}
 	return got, nil
@@ -620,6 +632,93 @@ func TestClientsThroughCuts(t *testing.T) {
 			}
 			check(t, got)
 			t.Logf("%s: %d lines through %d cuts", name, len(got), cuts)
+		})
+	}
+}
+
+// endCuts is a TCP proxy that cuts the streams that reach a run's end:
+// the first just after the last log event's id: line, before the blank
+// line that ends that event, and the later ones just before "event: end".
+// A client then resumes one event short of the end, or at the very end of
+// a finished run, where shiplog answers 204: it must keep every line and
+// take the 204 as the end.
+type endCuts struct {
+	*tcpProxy
+	cuts atomic.Int64
+}
+
+func newEndCuts(t *testing.T, target string) *endCuts {
+	t.Helper()
+	c := &endCuts{}
+	c.tcpProxy = startTCPProxy(t, target, func(conn, up net.Conn, _ int) { c.serve(conn, up) })
+	return c
+}
+
+func (c *endCuts) serve(conn, up net.Conn) {
+	end := []byte("event: end\n")
+	var pending []byte
+	stream := false // inside an event stream's body
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Read(buf)
+		pending = append(pending, buf[:n]...)
+		// A response that is not an event stream (a 204) goes through
+		// whole: held back, it would wait for the connection's idle end.
+		for !stream {
+			k := bytes.Index(pending, []byte("\r\n\r\n"))
+			if k < 0 {
+				break
+			}
+			head := pending[:k+4]
+			if stream = bytes.Contains(head, []byte("text/event-stream")); !stream {
+				if _, err := conn.Write(head); err != nil {
+					return
+				}
+				pending = append(pending[:0], pending[k+4:]...)
+			}
+		}
+		if i := bytes.Index(pending, end); stream && i >= 0 {
+			cut := i
+			if c.cuts.Add(1) == 1 {
+				if j := bytes.LastIndex(pending[:i], []byte("\nid: ")); j >= 0 {
+					cut = j + 1 + bytes.IndexByte(pending[j+1:], '\n') + 1
+				}
+			}
+			_, _ = conn.Write(pending[:cut])
+			return
+		}
+		if err != nil {
+			_, _ = conn.Write(pending)
+			return
+		}
+		if !stream {
+			continue
+		}
+		// Hold back the last id: line (it may be the last event's) and
+		// what may be the start of "event: end".
+		keep := max(len(pending)-len(end)+1, 0)
+		if j := bytes.LastIndex(pending, []byte("\nid: ")); j >= 0 {
+			keep = min(keep, j)
+		}
+		if _, err := conn.Write(pending[:keep]); err != nil {
+			return
+		}
+		pending = append(pending[:0], pending[keep:]...)
+	}
+}
+
+// Each client follows a run through cuts at its end (endCuts) and must
+// stop there by itself with every line exactly once.
+func TestClientsStopAtTheEnd(t *testing.T) {
+	s := startShiplog(t)
+	for _, name := range slices.Sorted(maps.Keys(clients)) {
+		t.Run(name, func(t *testing.T) {
+			proxy := newEndCuts(t, s.addr)
+			got := followRun(t, clients[name], fmt.Sprintf("http://%s/api/runs/%d/events", proxy.addr(), s.trigger(t)))
+			if cuts := proxy.cuts.Load(); cuts < 1 {
+				t.Fatalf("only %d cuts: the test proves nothing", cuts)
+			}
+			check(t, got)
 		})
 	}
 }

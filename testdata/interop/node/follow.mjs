@@ -43,17 +43,33 @@ if (client.startsWith('eventsource')) {
   let ES;
   if (client === 'eventsource2') ES = createRequire(import.meta.url)('eventsource2');
   else ES = (await import(client)).EventSource;
-  const es = new ES(url);
-  es.addEventListener('log', (e) => onLog(e.data, e.lastEventId));
-  es.addEventListener('end', () => { es.close(); done('end'); });
-  es.onerror = (e) => {
-    errors++;
-    // 204: resumed at the end of a finished run (the end event was cut):
-    // eventsource 2 says so in status, 3 and 5 in code.
-    if (e && (e.status ?? e.code) === 204) { es.close(); done('204'); return; }
-    // CLOSED before the end: the client gave up by itself.
-    if (es.readyState === 2) done(`stopped by the client after ${errors} errors (${e && (e.message || e.code)})`, 3);
+  let askedFrom;
+  const follow = (init) => {
+    const es = new ES(url, init);
+    es.addEventListener('log', (e) => onLog(e.data, e.lastEventId));
+    es.addEventListener('end', () => { es.close(); done('end'); });
+    es.onerror = (e) => {
+      errors++;
+      // 204: resumed at the end of a finished run (the end event was cut):
+      // eventsource 2 says so in status, 3 and 5 in code.
+      if (e && (e.status ?? e.code) === 204) {
+        es.close();
+        // eventsource 2 keeps an id as soon as it reads it: cut after the
+        // last event's id: line, it resumes past an event it never handed
+        // over. Ask again from the last id kept: a 204 to that is the end.
+        if (client === 'eventsource2' && lastID >= 0 && askedFrom !== lastID) {
+          askedFrom = lastID;
+          follow({ headers: { 'Last-Event-ID': String(lastID) } });
+          return;
+        }
+        done('204');
+        return;
+      }
+      // CLOSED before the end: the client gave up by itself.
+      if (es.readyState === 2) done(`stopped by the client after ${errors} errors (${e && (e.message || e.code)})`, 3);
+    };
   };
+  follow();
   // end snippet
 } else if (client === 'fetch-event-source') {
   // snippet: fetch-event-source
