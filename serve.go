@@ -174,18 +174,18 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := jobs.OpenStore(ctx, filepath.Join(cfg.DataDir, "shiplog.db"))
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
 	// The engine, embedded: its store under the data dir, no listener.
 	eng, err := engine.Start(ctx, engine.Config{Dir: filepath.Join(cfg.DataDir, "engine"), Logger: log})
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	// Run records live in the engine; the database is its projection.
+	store, err := jobs.OpenStore(ctx, filepath.Join(cfg.DataDir, "shiplog.db"), eng.Records())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShipping()
 	hub := streams.NewHub(log)

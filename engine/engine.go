@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -46,10 +47,48 @@ type Engine struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	logs jetstream.Stream
+	runs jetstream.KeyValue
 	log  *slog.Logger
 
 	closed  chan struct{} // closed with the connection
 	shipped atomic.Int64  // log bytes the stream acknowledged
+
+	storeDir string // the embedded server's
+}
+
+// ErrFull says the engine's store has no room: the disk under it is full.
+// It wraps syscall.ENOSPC, as a full disk's write errors do.
+var ErrFull = fmt.Errorf("the engine's store is full: %w", syscall.ENOSPC)
+
+// minFree is the room the embedded store keeps on its disk. The server
+// marks a stream broken at its first write that finds the disk full, and
+// the stream takes no write until the server restarts: so shiplog does
+// not write when the disk is that close to full, and says so instead.
+const minFree = 1 << 20
+
+// room reports ErrFull when the embedded store's disk has less than
+// minFree besides n bytes free. An external engine keeps its own disks.
+func (e *Engine) room(n int) error {
+	if e.srv == nil {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(e.storeDir, &st); err != nil {
+		return nil // the write will say what is wrong
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < uint64(n)+minFree {
+		return ErrFull
+	}
+	return nil
+}
+
+// full maps the engine's "insufficient resources" to ErrFull.
+func full(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.ErrorCode(server.JSInsufficientResourcesErr) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
 }
 
 // ShippedBytes returns how many log bytes this process has sent to the
@@ -90,6 +129,10 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		e.Close()
 		return nil, fmt.Errorf("create the %s stream: %w", logsStream.Name, err)
 	}
+	if e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, runsBucket); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("create the %s bucket: %w", runsBucket.Bucket, err)
+	}
 	return e, nil
 }
 
@@ -128,7 +171,7 @@ func (e *Engine) embed(cfg Config) error {
 		srv.Shutdown()
 		return errors.New("engine: the embedded server did not start")
 	}
-	e.srv = srv
+	e.srv, e.storeDir = srv, cfg.Dir
 	nc, err := nats.Connect("", append(e.connOptions(), nats.InProcessServer(srv), nats.Token(cfg.Token))...)
 	if err != nil {
 		srv.Shutdown()

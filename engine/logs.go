@@ -215,6 +215,13 @@ func (s *Shipment) run(ctx context.Context) error {
 			}
 			continue
 		}
+		if s.e.room(len(msg.Data)) != nil {
+			// The disk is full: the file keeps the lines meanwhile.
+			if !s.wait(ctx, retryEvery) {
+				return ctx.Err()
+			}
+			continue
+		}
 		ack, err := s.e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(key), jetstream.WithExpectLastSequencePerSubject(st.seq))
 		if err != nil {
 			// Sent but not acknowledged, sent by another shipper, or not

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Command is a workflow command a run printed, in the GitHub Actions form
@@ -81,13 +82,16 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 			r.mu.Unlock()
 			return
 		}
+		p.Message = clip(p.Message, maxNoteBytes)
 		t.run.Progress = &p
 	case "notice", "warning", "error":
 		if len(t.run.Annotations) >= maxAnnotations {
 			r.mu.Unlock()
 			return
 		}
-		t.run.Annotations = append(t.run.Annotations, Annotation{Level: c.Name, Message: c.Value, Title: c.Props["title"], Line: line})
+		t.run.Annotations = append(t.run.Annotations, Annotation{
+			Level: c.Name, Message: clip(c.Value, maxNoteBytes), Title: clip(c.Props["title"], maxTitleBytes), Line: line,
+		})
 	default:
 		r.mu.Unlock()
 		return
@@ -104,5 +108,25 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 }
 
 // maxAnnotations bounds what one run can store; a job that prints an error
-// per line should not bloat the database.
-const maxAnnotations = 200
+// per line should not bloat the database. maxNoteBytes and maxTitleBytes
+// bound each (a line can be 4 MiB), so a run's record stays well under
+// the engine's message size: the whole line is in the log.
+const (
+	maxAnnotations = 200
+	maxNoteBytes   = 2 << 10
+	maxTitleBytes  = 200
+)
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut
+// with an ellipsis (within n).
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = "…"
+	i := n - len(more)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + more
+}

@@ -2,9 +2,7 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -121,18 +119,10 @@ func (r *Runner) storeFinal(t *task, snap *Run) {
 	r.log.Error("store final run record; it waits beside the log for the next start", "run_id", snap.ID, "err", err)
 }
 
-// finalRecord is a run's final record as kept beside its log.
-type finalRecord struct {
-	*Run
-	LogBytes int64 `json:"log_bytes"`
-	LogLines int64 `json:"log_lines"`
-	LogCut   bool  `json:"log_cut"`
-}
-
 func writeFinal(path string, run *Run) error {
-	data, err := json.Marshal(finalRecord{Run: run, LogBytes: run.LogBytes, LogLines: run.LogLines, LogCut: run.LogCut})
+	data, err := encodeRecord(run)
 	if err != nil {
-		return fmt.Errorf("encode: %w", err)
+		return err
 	}
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
@@ -160,12 +150,11 @@ func readFinal(path string, id int64) (*Run, bool) {
 	if err != nil {
 		return nil, false
 	}
-	rec := finalRecord{Run: &Run{}}
-	if err := json.Unmarshal(data, &rec); err != nil || rec.ID != id || !rec.State.Finished() {
+	run, err := decodeRecord(data)
+	if err != nil || run.ID != id || !run.State.Finished() {
 		return nil, false
 	}
-	rec.Run.LogBytes, rec.Run.LogLines, rec.Run.LogCut = rec.LogBytes, rec.LogLines, rec.LogCut
-	return rec.Run, true
+	return run, true
 }
 
 // keepPartial appends what a killed server held of a run's unfinished last

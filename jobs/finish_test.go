@@ -42,7 +42,7 @@ jobs:
 	}
 
 	// The next start, on the same database.
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ jobs:
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "db"))
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

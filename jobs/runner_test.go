@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shiplog/shiplog/logfile"
 )
@@ -32,7 +33,7 @@ func testRunner(t *testing.T, yaml string) (*Runner, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +251,35 @@ jobs:
 	}
 	if fmt.Sprint(stored.Annotations) != fmt.Sprint(want) || *stored.Progress != *run.Progress {
 		t.Errorf("stored %+v", stored)
+	}
+}
+
+// Annotations and progress are bounded in bytes (a line can be 4 MiB), cut
+// on a character boundary; the log keeps the whole line.
+func TestAnnotationsBoundedInBytes(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  j:
+    run: |
+      long=$(awk 'BEGIN { for (i = 0; i < 150000; i++) printf "é" }')
+      echo "::error title=$long::$long"
+      echo "::progress::50 $long"
+`)
+	run := waitRun(t, r, trigger(t, r, "j", nil).ID, finished)
+	if len(run.Annotations) != 1 || run.Progress == nil {
+		t.Fatalf("annotations %d, progress %v", len(run.Annotations), run.Progress)
+	}
+	a := run.Annotations[0]
+	for what, v := range map[string]string{"message": a.Message, "title": a.Title, "progress": run.Progress.Message} {
+		if len(v) > maxNoteBytes || !utf8.ValidString(v) || !strings.HasSuffix(v, "…") {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v, ends %q", what, len(v), utf8.ValidString(v), v[max(0, len(v)-8):])
+		}
+	}
+	if len(a.Title) > maxTitleBytes {
+		t.Errorf("title: %d bytes, want at most %d", len(a.Title), maxTitleBytes)
+	}
+	if log := readLog(t, r, run.ID); len(log) < 900_000 {
+		t.Errorf("log: %d bytes, want the whole lines", len(log))
 	}
 }
 
@@ -479,7 +509,7 @@ func helperServer(dir string) {
 	if err != nil {
 		panic(err)
 	}
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"), nil)
 	if err != nil {
 		panic(err)
 	}
@@ -531,7 +561,7 @@ func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
 	})
 
 	cfg, _ := ParseConfig("helper.yaml", []byte("jobs:\n  tree: {run: 'true'}\n"))
-	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"))
+	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

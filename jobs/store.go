@@ -7,14 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )
 
-// Store keeps run records durably in SQLite.
+// Store keeps run records durably in SQLite; with Records, the database
+// is a projection of them.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	recs Records // nil: the database alone
+
+	mu   sync.Mutex
+	revs map[int64]uint64 // the revision this process last wrote of each live run
 }
 
 const schema = `
@@ -36,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
 	log_bytes        INTEGER NOT NULL DEFAULT 0,
 	log_lines        INTEGER NOT NULL DEFAULT 0,
 	pid              INTEGER NOT NULL DEFAULT 0,
-	log_cut          INTEGER NOT NULL DEFAULT 0
+	log_cut          INTEGER NOT NULL DEFAULT 0,
+	rev              INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -47,8 +54,11 @@ CREATE INDEX IF NOT EXISTS runs_triggered_by ON runs(triggered_by, id);
 // parallel and writes one at a time.
 const maxConns = 8
 
-// OpenStore opens (creating if needed) the database at path.
-func OpenStore(ctx context.Context, path string) (*Store, error) {
+// OpenStore opens (creating if needed) the database at path. With recs,
+// ids come from recs, writes go there first, and the database is brought
+// in step with it here: records it lacks are written in, and runs
+// recorded before the engine held them are sent to it.
+func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -65,13 +75,80 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
-	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0"} {
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0"} {
 		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}}
+	if recs != nil {
+		if err := s.sync(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// sync brings the database in step with the records.
+func (s *Store) sync(ctx context.Context) error {
+	seen := map[int64]bool{}
+	err := s.recs.Each(ctx, func(id int64, data []byte, rev uint64) error {
+		seen[id] = true
+		var have uint64
+		if err := s.db.QueryRowContext(ctx, `SELECT rev FROM runs WHERE id=?`, id).Scan(&have); err == nil && have == rev {
+			return nil
+		}
+		run, err := decodeRecord(data)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", id, err)
+		}
+		run.ID = id
+		return s.save(ctx, run, rev)
+	})
+	if err != nil {
+		return err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, rev FROM runs`)
+	if err != nil {
+		return fmt.Errorf("list runs: %w", err)
+	}
+	local := map[int64]uint64{}
+	for rows.Next() {
+		var (
+			id  int64
+			rev uint64
+		)
+		if err := rows.Scan(&id, &rev); err != nil {
+			rows.Close()
+			return fmt.Errorf("list runs: %w", err)
+		}
+		local[id] = rev
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list runs: %w", err)
+	}
+	var last int64
+	for id, rev := range local {
+		last = max(last, id)
+		switch {
+		case seen[id]:
+		case rev != 0 && len(seen) > 0:
+			// The records held it once and no longer do: pruned elsewhere.
+			// (With no records at all, the engine is a new one: the
+			// database's runs go to it, whatever their revision.)
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("delete run %d: %w", id, err)
+			}
+		default:
+			if err := s.moveToRecords(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
+	return s.recs.Raise(ctx, last)
 }
 
 // Close closes the database.
@@ -89,24 +166,100 @@ func nullMS(t *time.Time) any {
 	return t.UnixMilli()
 }
 
+// moveToRecords sends run id, recorded before the engine held records,
+// to them.
+func (s *Store) moveToRecords(ctx context.Context, id int64) error {
+	run, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	data, err := encodeRecord(run)
+	if err != nil {
+		return err
+	}
+	rev, err := s.recs.Put(ctx, id, data, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE runs SET rev=? WHERE id=?`, rev, id); err != nil {
+		return fmt.Errorf("update run %d: %w", id, err)
+	}
+	return nil
+}
+
 // Insert records a new run and sets its ID.
 func (s *Store) Insert(ctx context.Context, r *Run) error {
+	if s.recs == nil {
+		params, err := json.Marshal(r.Params)
+		if err != nil {
+			return fmt.Errorf("encode params: %w", err)
+		}
+		res, err := s.db.ExecContext(ctx,
+			`INSERT INTO runs (job, params, state, triggered_by, rerun_of, queued_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.Job, string(params), r.State, r.TriggeredBy, r.RerunOf, ms(r.QueuedAt))
+		if err != nil {
+			return fmt.Errorf("insert run: %w", err)
+		}
+		r.ID, err = res.LastInsertId()
+		return err
+	}
+	id, err := s.recs.NextID(ctx)
+	if err != nil {
+		return err
+	}
+	r.ID = id
+	return s.write(ctx, r, 0)
+}
+
+// Update writes every mutable field of r. With records, it fails if the
+// record has changed since this process last wrote it: another writer
+// (a replica that took the run over) has it now.
+func (s *Store) Update(ctx context.Context, r *Run) error {
+	if s.recs == nil {
+		return s.save(ctx, r, 0)
+	}
+	s.mu.Lock()
+	rev, ok := s.revs[r.ID]
+	s.mu.Unlock()
+	if !ok {
+		if err := s.db.QueryRowContext(ctx, `SELECT rev FROM runs WHERE id=?`, r.ID).Scan(&rev); err != nil {
+			return fmt.Errorf("update run %d: %w", r.ID, err)
+		}
+	}
+	return s.write(ctx, r, rev)
+}
+
+// write sends r to the records, based on revision rev, then to the
+// database.
+func (s *Store) write(ctx context.Context, r *Run, rev uint64) error {
+	data, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	rev, err = s.recs.Put(ctx, r.ID, data, rev)
+	if err != nil {
+		return err
+	}
+	// The revision is kept in memory too: a database write that fails
+	// after the record's (a full disk) must not fence this process off
+	// its own run.
+	s.mu.Lock()
+	if r.State.Finished() {
+		delete(s.revs, r.ID)
+	} else {
+		s.revs[r.ID] = rev
+	}
+	s.mu.Unlock()
+	return s.save(ctx, r, rev)
+}
+
+// save writes every field of r to the database, with the record's
+// revision (0 without records).
+func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 	params, err := json.Marshal(r.Params)
 	if err != nil {
 		return fmt.Errorf("encode params: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO runs (job, params, state, triggered_by, rerun_of, queued_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		r.Job, string(params), r.State, r.TriggeredBy, r.RerunOf, ms(r.QueuedAt))
-	if err != nil {
-		return fmt.Errorf("insert run: %w", err)
-	}
-	r.ID, err = res.LastInsertId()
-	return err
-}
-
-// Update writes every mutable field of r.
-func (s *Store) Update(ctx context.Context, r *Run) error {
 	ann, err := json.Marshal(r.Annotations)
 	if err != nil {
 		return fmt.Errorf("encode annotations: %w", err)
@@ -120,10 +273,15 @@ func (s *Store) Update(ctx context.Context, r *Run) error {
 	if r.ExitCode != nil {
 		exit = *r.ExitCode
 	}
-	_, err = s.db.ExecContext(ctx, `UPDATE runs SET state=?, exit_code=?, error=?, progress_percent=?, progress_message=?,
-		annotations=?, started_at=?, finished_at=?, log_bytes=?, log_lines=?, pid=?, log_cut=? WHERE id=?`,
-		r.State, exit, r.Error, pct, msg, string(ann), nullMS(r.StartedAt), nullMS(r.FinishedAt),
-		r.LogBytes, r.LogLines, r.PID, r.LogCut, r.ID)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET state=excluded.state, exit_code=excluded.exit_code, error=excluded.error,
+		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
+		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
+		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
+		rev=excluded.rev`,
+		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
+		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, rev)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
@@ -282,6 +440,11 @@ func (s *Store) Prune(ctx context.Context, job string, keep int) ([]int64, error
 		return nil, fmt.Errorf("prune %s: %w", job, err)
 	}
 	for _, id := range ids {
+		if s.recs != nil {
+			if err := s.recs.Delete(ctx, id); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, id); err != nil {
 			return nil, fmt.Errorf("prune run %d: %w", id, err)
 		}

@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Run records live in the RUNS bucket, one key per run (run.<id>), with
+// the last run id handed out under "seq". The bucket is the truth; each
+// replica's database is a projection of it. A record's revision fences
+// writers: a write names the revision it was based on, and fails if the
+// record has changed since.
+var runsBucket = jetstream.KeyValueConfig{
+	Bucket:      "RUNS",
+	Description: "shiplog run records (run.<id>) and the last run id (seq)",
+	History:     1,
+	Storage:     jetstream.FileStorage,
+	// A record is a run's fields, its parameters and annotations; the
+	// runner bounds both well under this.
+	MaxValueSize: maxPayload,
+}
+
+const seqKey = "seq"
+
+// ErrStale says a record changed since the revision a write was based on:
+// another writer got there first, and this one must not overwrite it.
+var ErrStale = errors.New("the run record changed since it was read")
+
+// Records holds run records in the engine.
+type Records struct {
+	e  *Engine
+	kv jetstream.KeyValue
+}
+
+// Records returns the engine's run records.
+func (e *Engine) Records() *Records { return &Records{e: e, kv: e.runs} }
+
+func runKey(id int64) string { return "run." + strconv.FormatInt(id, 10) }
+
+// NextID hands out the next run id: one greater than any handed out
+// before, by any replica.
+func (r *Records) NextID(ctx context.Context) (int64, error) {
+	for {
+		last, rev, err := r.seq(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if err := r.setSeq(ctx, last+1, rev); err == nil {
+			return last + 1, nil
+		} else if !errors.Is(err, ErrStale) {
+			return 0, err
+		}
+		// Another replica took it: read again.
+	}
+}
+
+// Raise makes sure ids handed out from now on are greater than atLeast:
+// runs recorded before the engine held the counter keep their ids.
+func (r *Records) Raise(ctx context.Context, atLeast int64) error {
+	for {
+		last, rev, err := r.seq(ctx)
+		if err != nil || last >= atLeast {
+			return err
+		}
+		if err := r.setSeq(ctx, atLeast, rev); !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+}
+
+// seq returns the last id handed out and its revision (0 when none was).
+func (r *Records) seq(ctx context.Context) (last int64, rev uint64, err error) {
+	e, err := r.kv.Get(ctx, seqKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the run id counter: %w", err)
+	}
+	last, err = strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the run id counter: %q: %w", e.Value(), err)
+	}
+	return last, e.Revision(), nil
+}
+
+func (r *Records) setSeq(ctx context.Context, v int64, rev uint64) error {
+	if _, err := r.put(ctx, seqKey, []byte(strconv.FormatInt(v, 10)), rev); err != nil {
+		return fmt.Errorf("advance the run id counter: %w", err)
+	}
+	return nil
+}
+
+// Put writes run id's record, based on revision rev (0: the record must
+// not exist yet), and returns its new revision. It fails with ErrStale if
+// the record's revision is no longer rev.
+func (r *Records) Put(ctx context.Context, id int64, data []byte, rev uint64) (uint64, error) {
+	n, err := r.put(ctx, runKey(id), data, rev)
+	if err != nil {
+		return 0, fmt.Errorf("write the record of run %d: %w", id, err)
+	}
+	return n, nil
+}
+
+func (r *Records) put(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	if err := r.e.room(len(data)); err != nil {
+		return 0, err
+	}
+	var (
+		n   uint64
+		err error
+	)
+	if rev == 0 {
+		n, err = r.kv.Create(ctx, key, data)
+	} else {
+		n, err = r.kv.Update(ctx, key, data, rev)
+	}
+	return n, full(stale(err))
+}
+
+// stale maps the engine's revision conflicts to ErrStale.
+func stale(err error) error {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	return err
+}
+
+// Delete removes run id's record.
+func (r *Records) Delete(ctx context.Context, id int64) error {
+	if err := r.kv.Purge(ctx, runKey(id)); err != nil {
+		return fmt.Errorf("delete the record of run %d: %w", id, err)
+	}
+	return nil
+}
+
+// Each calls fn with every run record as it is now, in the order they
+// were last written, and stops at fn's first error.
+func (r *Records) Each(ctx context.Context, fn func(id int64, data []byte, rev uint64) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := r.kv.Watch(ctx, "run.*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("read run records: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read run records: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("read run records: the engine closed the watch")
+			}
+			if e == nil {
+				return nil // every record as of the watch's start
+			}
+			id, err := strconv.ParseInt(strings.TrimPrefix(e.Key(), "run."), 10, 64)
+			if err != nil {
+				continue // not a run's key
+			}
+			if err := fn(id, e.Value(), e.Revision()); err != nil {
+				return err
+			}
+		}
+	}
+}
