@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,25 @@ jobs:
       while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
   hidden:
     run: printf 'evil\342\200\256exe.live\n'
+  commands:
+    run: |
+      echo "before"
+      echo "::group::Build"
+      echo "compiling"
+      echo "::endgroup::"
+      echo "##[group]Test"
+      echo "testing"
+      echo "##[endgroup]"
+      echo "::progress::50 halfway"
+      echo "::error file=app.go,line=12,col=5,title=Build%3A failed::it broke"
+      echo "::warning::w2"
+      echo "::notice::n3"
+      echo "::notice::n4"
+      echo "::notice::n5"
+      echo "::stop-commands::tok"
+      echo "::error::printed, not an annotation"
+      echo "::tok::"
+      echo "after"
   numbers:
     params: [{name: N, default: "500"}]
     run: |
@@ -248,6 +268,33 @@ func TestBrowserPermalinkAndSearch(t *testing.T) {
 	must(t, ctx,
 		until(`document.querySelector('[data-testid=search-count]').textContent === '1 of 1'`),
 		until(`document.querySelector('.l.match.current mark.hit')?.textContent === 'row 250 of'`),
+	)
+
+	// Match case, and regular expressions (matched by the server: an
+	// invalid one says why).
+	setQuery := func(q string) chromedp.Action {
+		return chromedp.Evaluate(fmt.Sprintf(`(() => {
+			const el = document.querySelector('[data-testid=search]');
+			el.value = %q;
+			el.dispatchEvent(new Event('input'));
+			el.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'}));
+			return true;
+		})()`, q), nil)
+	}
+	const count = `document.querySelector('[data-testid=search-count]').textContent`
+	must(t, ctx,
+		setQuery("NEEDLE"),
+		until(count+` === '1 of 5'`),
+		chromedp.Click(`[data-testid=search-case]`),
+		until(count+` === 'no matches'`),
+		chromedp.Click(`[data-testid=search-case]`),
+		until(count+` === '1 of 5'`),
+		chromedp.Click(`[data-testid=search-regex]`),
+		setQuery(`^row 9[0-9] of`),
+		until(count+`.startsWith('1 of 10')`),
+		until(`document.querySelector('.l.match.current .t')?.textContent === 'row 90 of 500'`),
+		setQuery(`row (`),
+		until(count+`.startsWith('invalid regular expression')`),
 	)
 }
 
@@ -380,7 +427,8 @@ func TestBrowserLineTimes(t *testing.T) {
 		want = append(want, l[len("2006-01-02T"):len("2006-01-02T15:04:05.000")])
 	}
 	allStamped := `[...document.querySelectorAll('.log-view .l')].every(r => r.querySelector('.ts time'))`
-	shown := `[...document.querySelectorAll('.log-view .l')].map(r => r.querySelector('.ts').textContent)`
+	// Each row shown, by its line number (command lines are hidden).
+	shown := `[...document.querySelectorAll('.log-view .l')].map(r => r.id.slice(1) + ' ' + r.querySelector('.ts').textContent)`
 	var got []string
 	var href string
 	must(t, ctx,
@@ -392,8 +440,16 @@ func TestBrowserLineTimes(t *testing.T) {
 		chromedp.Evaluate(shown, &got),
 		chromedp.AttributeValue(`[data-testid=download]`, "href", &href, nil),
 	)
-	if strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("times shown %q, the stamped log says %q", got, want)
+	var shownWant []string
+	for _, row := range got {
+		num, _ := strconv.Atoi(strings.Fields(row)[0])
+		if num < 1 || num > len(want) {
+			t.Fatalf("row %q is not a line of the log", row)
+		}
+		shownWant = append(shownWant, fmt.Sprintf("%d %s", num, want[num-1]))
+	}
+	if len(got) < 5 || !slices.Equal(got, shownWant) {
+		t.Errorf("times shown %q, the stamped log says %q", got, shownWant)
 	}
 	if !strings.Contains(href, "timestamps=1") {
 		t.Errorf("download link %q leaves the times out", href)
@@ -828,5 +884,68 @@ func TestBrowserDashboardFilterKeepsFocusAndSelection(t *testing.T) {
 	_, _, page := s.do("GET", "/?q=APP-1", "")
 	if n := strings.Count(string(page), `data-find="app-`); n != 3 {
 		t.Errorf("/?q=APP-1 lists %d jobs, want 3", n)
+	}
+}
+
+// Workflow command lines are hidden as GitHub hides them (a toggle shows
+// them as printed); ##[group] makes a group; an annotation line shows its
+// level, title and message; lines after ::stop-commands:: are plain text;
+// past three annotations the rest wait behind "N more".
+func TestBrowserWorkflowCommands(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	run := s.trigger("commands", nil)
+	s.waitRun(run.ID, isFinished)
+	const rows = `[...document.querySelectorAll('.log-view .l')].map(e => e.id + ' ' + e.className + ' ' + e.querySelector('.t').textContent)`
+	var got, raw []string
+	var ann struct{ Shown, More, Place string }
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("after")),
+		chromedp.Evaluate(rows, &got),
+		chromedp.Evaluate(`({
+			shown: String(document.querySelectorAll('[data-testid=annotations] > li').length),
+			more: document.querySelector('[data-testid=annotations-more] summary')?.textContent ?? '',
+			place: document.querySelector('[data-testid=annotations] .place')?.textContent ?? '',
+		})`, &ann),
+	)
+	want := []string{
+		"L1 l before", "L2 l grp Build", "L3 l compiling", "L5 l grp Test", "L6 l testing",
+		"L9 l ann-error errorBuild: failed: it broke", "L10 l ann-warning warningw2",
+		"L11 l ann-notice noticen3", "L12 l ann-notice noticen4", "L13 l ann-notice noticen5",
+		"L15 l ::error::printed, not an annotation", "L17 l after",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if ann.Shown != "3" || ann.More != "2 more" || ann.Place != "app.go:12:5" {
+		t.Errorf("annotations: %+v, want 3 shown, \"2 more\", the first at app.go:12:5", ann)
+	}
+	// A group's header is a button that says how many lines it holds:
+	// Enter closes it, and it stays closed across a reload.
+	var meta string
+	must(t, ctx,
+		chromedp.Text(`#L2 .gmeta`, &meta),
+		chromedp.Focus(`#L2 .gt`),
+		chromedp.KeyEvent("\r"),
+		until(`document.querySelector('#L2').classList.contains('closed') && !document.querySelector('#L3')`),
+		until(`document.activeElement === document.querySelector('#L2 .gt')`),
+		chromedp.Reload(),
+		until(logHas("after")),
+		until(`document.querySelector('#L2').classList.contains('closed') && !document.querySelector('#L3')`),
+		chromedp.Focus(`#L2 .gt`),
+		chromedp.KeyEvent("\r"),
+		until(logHas("compiling")),
+	)
+	if meta != "1 line" {
+		t.Errorf("group header says %q, want \"1 line\"", meta)
+	}
+	must(t, ctx,
+		chromedp.Click(`[data-testid=commands]`),
+		until(logHas("::progress::50 halfway")),
+		chromedp.Evaluate(rows, &raw),
+	)
+	if len(raw) != 17 || !strings.HasSuffix(raw[8], "::error file=app.go,line=12,col=5,title=Build%3A failed::it broke") {
+		t.Errorf("with commands shown: %d rows, row 9 %q; want all 17 as printed", len(raw), raw[min(8, len(raw)-1)])
 	}
 }

@@ -293,6 +293,25 @@ func (s *server) submitRun(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/runs/"+strconv.FormatInt(run.ID, 10))
 }
 
+// place says where in the source an annotation points, as compilers do:
+// "app.go:12:5", "app.go:12-14"; "" when it names no file.
+func place(a jobs.Annotation) string {
+	if a.File == "" {
+		return ""
+	}
+	out := a.File
+	if a.StartLine > 0 {
+		out += ":" + strconv.Itoa(a.StartLine)
+		if a.StartColumn > 0 {
+			out += ":" + strconv.Itoa(a.StartColumn)
+		}
+		if a.EndLine > a.StartLine {
+			out += "-" + strconv.Itoa(a.EndLine)
+		}
+	}
+	return out
+}
+
 func (s *server) showRun(c echo.Context) error {
 	run, err := s.requestedRun(c)
 	if err != nil {
@@ -301,7 +320,7 @@ func (s *server) showRun(c echo.Context) error {
 	id := run.ID
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
 	for _, a := range run.Annotations {
-		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Line: a.Line})
+		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Place: place(a), Line: a.Line})
 	}
 	if c.QueryParam("part") == "head" {
 		return render(c, http.StatusOK, views.RunHead(p))

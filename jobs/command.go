@@ -19,12 +19,28 @@ type Command struct {
 var commandNames = map[string]bool{
 	"group": true, "endgroup": true, "progress": true, "add-mask": true,
 	"notice": true, "warning": true, "error": true, "debug": true,
+	"stop-commands": true,
+}
+
+// hashCommands are the commands also read in the older "##[name]value"
+// form, which GitHub still reads (no properties).
+var hashCommands = map[string]bool{
+	"group": true, "endgroup": true, "notice": true, "warning": true, "error": true, "debug": true,
 }
 
 // ParseCommand recognises a workflow command in one log line (without its
-// newline). It returns false for ordinary output.
+// newline): "::name key=value,...::value", or "##[name]value". It returns
+// false for ordinary output. The value is unescaped as GitHub's toolkit
+// escapes it (%25, %0D, %0A), properties also for %3A and %2C.
 func ParseCommand(line []byte) (Command, bool) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
+	if bytes.HasPrefix(line, []byte("##[")) {
+		end := bytes.IndexByte(line, ']')
+		if end < 0 || !hashCommands[string(line[3:end])] {
+			return Command{}, false
+		}
+		return Command{Name: string(line[3:end]), Value: unescapeData(string(line[end+1:]))}, true
+	}
 	if !bytes.HasPrefix(line, []byte("::")) {
 		return Command{}, false
 	}
@@ -38,7 +54,7 @@ func ParseCommand(line []byte) (Command, bool) {
 	if !commandNames[name] {
 		return Command{}, false
 	}
-	cmd := Command{Name: name, Value: value}
+	cmd := Command{Name: name, Value: unescapeData(value)}
 	if props = strings.TrimSpace(props); props != "" {
 		cmd.Props = map[string]string{}
 		for _, kv := range strings.Split(props, ",") {
@@ -52,11 +68,17 @@ func ParseCommand(line []byte) (Command, bool) {
 	return cmd, true
 }
 
+var (
+	dataUnescaper = strings.NewReplacer("%25", "%", "%0D", "\r", "%0A", "\n")
+	propUnescaper = strings.NewReplacer("%25", "%", "%0D", "\r", "%0A", "\n", "%3A", ":", "%2C", ",")
+)
+
+// unescapeData undoes the %-escaping GitHub's toolkit applies to a
+// command's value.
+func unescapeData(s string) string { return dataUnescaper.Replace(s) }
+
 // unescapeProp undoes the %-escaping GitHub's toolkit applies to properties.
-func unescapeProp(s string) string {
-	r := strings.NewReplacer("%25", "%", "%0D", "\r", "%0A", "\n", "%3A", ":", "%2C", ",")
-	return r.Replace(s)
-}
+func unescapeProp(s string) string { return propUnescaper.Replace(s) }
 
 // ParseProgress reads "40 Migrating database" as 40% and its message.
 func ParseProgress(v string) (Progress, bool) {
@@ -89,9 +111,7 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 			r.mu.Unlock()
 			return
 		}
-		t.run.Annotations = append(t.run.Annotations, Annotation{
-			Level: c.Name, Message: clip(c.Value, maxNoteBytes), Title: clip(c.Props["title"], maxTitleBytes), Line: line,
-		})
+		t.run.Annotations = append(t.run.Annotations, annotation(c, line))
 	default:
 		r.mu.Unlock()
 		return
@@ -104,6 +124,23 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 	// second, and for certain at the end.
 	if due {
 		r.persist(t, snap)
+	}
+}
+
+// annotation makes an annotation of a notice, warning or error printed on
+// log line line, with the place in the source it names, if any.
+func annotation(c Command, line int64) Annotation {
+	num := func(key string) int {
+		n, err := strconv.Atoi(c.Props[key])
+		if err != nil || n < 0 {
+			return 0
+		}
+		return n
+	}
+	return Annotation{
+		Level: c.Name, Message: clip(c.Value, maxNoteBytes), Title: clip(c.Props["title"], maxTitleBytes), Line: line,
+		File: clip(c.Props["file"], maxTitleBytes), StartLine: num("line"), EndLine: num("endLine"),
+		StartColumn: num("col"), EndColumn: num("endColumn"),
 	}
 }
 

@@ -174,6 +174,13 @@ func TestParseCommand(t *testing.T) {
 		{"  ::group::indented", false, "", ""},
 		{"::group", false, "", ""},
 		{"plain", false, "", ""},
+		{"##[group]Build", true, "group", "Build"},
+		{"##[endgroup]", true, "endgroup", ""},
+		{"##[error]boom\r", true, "error", "boom"},
+		{"##[add-mask]s3cr3t", false, "", ""},
+		{"##[group", false, "", ""},
+		{"::error::50%25 done%0Anext%0D", true, "error", "50% done\nnext\r"},
+		{"::stop-commands::pause-42", true, "stop-commands", "pause-42"},
 	}
 	for _, tt := range tests {
 		c, ok := ParseCommand([]byte(tt.line))

@@ -10,7 +10,7 @@ import (
 // is a known command taken from the line's own text.
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"::group::Build", "::endgroup::", "::progress::40 x", "::error file=a,line=1::boom",
-		"::add-mask::s", "::warning title=a%2Cb::w", "::", "::::", ":: ::x", "::error ::", "plain"} {
+		"::add-mask::s", "::warning title=a%2Cb::w", "##[group]g", "##[error]50%25", "::", "::::", ":: ::x", "::error ::", "plain"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -21,7 +21,14 @@ func FuzzParseCommand(f *testing.F) {
 		if !commandNames[c.Name] {
 			t.Fatalf("accepted unknown command %q", c.Name)
 		}
-		if !strings.Contains(string(line), c.Value) {
+		// The value is what follows "::name props::" or "##[name]",
+		// unescaped.
+		text := strings.TrimSuffix(string(line), "\r")
+		raw := text[strings.Index(text, "]")+1:]
+		if strings.HasPrefix(text, "::") {
+			raw = text[2+strings.Index(text[2:], "::")+2:]
+		}
+		if c.Value != unescapeData(raw) {
 			t.Fatalf("value %q is not from %q", c.Value, line)
 		}
 		if c.Name == "progress" {

@@ -39,6 +39,7 @@ type logWriter struct {
 	partLen int      // bytes in partial now
 	now     func() time.Time
 	onFlush func() // after each write to the log
+	stopped string // the ::stop-commands:: token while commands are off
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -289,6 +290,18 @@ func (w *logWriter) Note(line string) {
 // line appends one processed line to the output buffer.
 func (w *logWriter) line(l []byte, split bool) {
 	cmd, isCmd := ParseCommand(l)
+	switch {
+	case w.stopped != "":
+		// Commands are off (::stop-commands::TOKEN) until ::TOKEN::, so
+		// a job can print untrusted text without it adding masks or
+		// annotations.
+		if string(bytes.TrimSuffix(l, []byte("\r"))) == "::"+w.stopped+"::" {
+			w.stopped = ""
+		}
+		isCmd = false
+	case isCmd && cmd.Name == "stop-commands" && cmd.Value != "":
+		w.stopped = cmd.Value
+	}
 	if isCmd && cmd.Name == "add-mask" {
 		w.mu.Lock()
 		w.addMask(cmd.Value)

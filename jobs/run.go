@@ -77,6 +77,13 @@ type Annotation struct {
 	Message string `json:"message"`
 	Title   string `json:"title,omitempty"`
 	Line    int64  `json:"line"` // 1-based line in the log
+	// Where in the source it points, as the command's file, line, endLine,
+	// col and endColumn properties said (0 or "" when not said).
+	File        string `json:"file,omitempty"`
+	StartLine   int    `json:"start_line,omitempty"`
+	EndLine     int    `json:"end_line,omitempty"`
+	StartColumn int    `json:"start_column,omitempty"`
+	EndColumn   int    `json:"end_column,omitempty"`
 }
 
 // Run is the record of one execution of a job.

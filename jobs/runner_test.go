@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,7 +241,7 @@ jobs:
 	if run.Progress == nil || *run.Progress != (Progress{90, "Almost"}) {
 		t.Errorf("progress = %+v", run.Progress)
 	}
-	want := []Annotation{{"warning", "took long", "Slow", 5}, {"error", "broke", "", 6}, {"notice", "fine", "", 7}}
+	want := []Annotation{{Level: "warning", Message: "took long", Title: "Slow", Line: 5}, {Level: "error", Message: "broke", Line: 6}, {Level: "notice", Message: "fine", Line: 7}}
 	if fmt.Sprint(run.Annotations) != fmt.Sprint(want) {
 		t.Errorf("annotations = %+v, want %+v", run.Annotations, want)
 	}
@@ -280,6 +281,35 @@ jobs:
 	}
 	if log := readLog(t, r, run.ID); len(log) < 900_000 {
 		t.Errorf("log: %d bytes, want the whole lines", len(log))
+	}
+}
+
+// ::stop-commands::TOKEN turns command parsing off until ::TOKEN::, so
+// untrusted text adds no mask and no annotation; an annotation keeps the
+// place in the source its properties name, unescaped.
+func TestStopCommandsAndAnnotationProperties(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  j:
+    run: |
+      echo "::stop-commands::pause-42"
+      echo "::add-mask::visible"
+      echo "::error::not an annotation"
+      echo "visible text"
+      echo "::pause-42::"
+      echo "::error file=app.go,line=12,col=5,endLine=14,endColumn=2,title=Build%3A failed::it broke%0Atwice"
+      echo "##[warning]old form"
+`)
+	run := waitRun(t, r, trigger(t, r, "j", nil).ID, finished)
+	want := []Annotation{
+		{Level: "error", Message: "it broke\ntwice", Title: "Build: failed", Line: 6, File: "app.go", StartLine: 12, EndLine: 14, StartColumn: 5, EndColumn: 2},
+		{Level: "warning", Message: "old form", Line: 7},
+	}
+	if !reflect.DeepEqual(run.Annotations, want) {
+		t.Errorf("annotations\n%+v\nwant\n%+v", run.Annotations, want)
+	}
+	if log := readLog(t, r, run.ID); !strings.Contains(log, "visible text") {
+		t.Errorf("a mask added while commands were off was applied:\n%s", log)
 	}
 }
 

@@ -48,6 +48,16 @@
   document.addEventListener('htmx:afterSwap', filterJobs); // before it is drawn
   // A refresh waits while text in the part it would replace is selected
   // (htmx keeps the focus itself: focusable elements there have ids).
+  // An open <details> (annotations' "N more") stays open when its part is
+  // refreshed.
+  let keepOpen = [];
+  document.addEventListener('htmx:beforeSwap', (e) => {
+    keepOpen = [...e.detail.target.querySelectorAll('details[id][open]:not([hx-preserve])')].map((d) => d.id);
+  });
+  document.addEventListener('htmx:afterSwap', () => {
+    for (const id of keepOpen) document.getElementById(id)?.setAttribute('open', '');
+    keepOpen = [];
+  });
   document.addEventListener('htmx:beforeSwap', (e) => {
     const sel = getSelection();
     if (sel && !sel.isCollapsed && e.detail.target.contains(sel.anchorNode)) {
@@ -168,15 +178,33 @@
   const H = 20; // row height in px (see .log-view line-height)
   const OVERSCAN = 40;
   const K_PLAIN = 0, K_GROUP = 1, K_END = 2, K_CMD = 3, K_ERR = 4, K_WARN = 5, K_NOTE = 6, K_MARK = 7;
-  const classify = (t) => {
-    if (t.startsWith('::')) {
-      if (t.startsWith('::group::')) return K_GROUP;
-      if (t.startsWith('::endgroup::')) return K_END;
-      if (/^::error[ :]/.test(t)) return K_ERR;
-      if (/^::warning[ :]/.test(t)) return K_WARN;
-      if (/^::notice[ :]/.test(t)) return K_NOTE;
-      if (/^::(progress|add-mask|debug)[ :]/.test(t)) return K_CMD;
+  // A workflow command's name, properties and value, read as the server
+  // reads them (jobs.ParseCommand): "::name props::value" or "##[name]value".
+  const HASH_CMDS = new Set(['group', 'endgroup', 'notice', 'warning', 'error', 'debug']);
+  const command = (t) => {
+    if (t.startsWith('##[')) {
+      const e = t.indexOf(']');
+      return e > 3 && HASH_CMDS.has(t.slice(3, e)) ? { name: t.slice(3, e), props: '', value: t.slice(e + 1) } : null;
     }
+    if (!t.startsWith('::')) return null;
+    const e = t.indexOf('::', 2);
+    if (e < 0) return null;
+    const head = t.slice(2, e), sp = head.indexOf(' ');
+    return { name: sp < 0 ? head : head.slice(0, sp), props: sp < 0 ? '' : head.slice(sp + 1), value: t.slice(e + 2) };
+  };
+  const unData = (v) => v.replace(/%(25|0D|0A)/g, (_, c) => ({ 25: '%', '0D': '\r', '0A': '\n' })[c]);
+  const unProp = (v) => v.replace(/%(25|0D|0A|3A|2C)/g, (_, c) => ({ 25: '%', '0D': '\r', '0A': '\n', '3A': ':', '2C': ',' })[c]);
+  const prop = (props, key) => {
+    for (const kv of props.split(',')) {
+      const i = kv.indexOf('=');
+      if (i > 0 && kv.slice(0, i).trim() === key) return unProp(kv.slice(i + 1).trim());
+    }
+    return '';
+  };
+  const CMD_KIND = { group: K_GROUP, endgroup: K_END, error: K_ERR, warning: K_WARN, notice: K_NOTE, progress: K_CMD, 'add-mask': K_CMD, debug: K_CMD, 'stop-commands': K_CMD };
+  const classify = (t) => {
+    const c = command(t);
+    if (c && c.name in CMD_KIND) return CMD_KIND[c.name];
     if (t.endsWith('[shiplog: line longer than 4 MiB split here]') || t.startsWith('[shiplog: ')) return K_MARK; // logfile's markers and notes
     return K_PLAIN;
   };
@@ -219,6 +247,8 @@
       this.es = null;
       this.lines = []; this.kinds = []; this.parent = []; this.stack = [];
       this.closed = new Set(); this.visible = null; this.target = -1;
+      // Groups the reader closed stay closed across reloads (this tab).
+      try { this.savedClosed = new Set(JSON.parse(sessionStorage.getItem(this.groupsKey()) || '[]')); } catch { this.savedClosed = new Set(); }
       this.first = 1; this.startOffset = 0; this.endOffset = null;
       this.detached = false; this.finished = false; this.loading = false;
       // Line times: [line, ms] pairs, each holding until the next, known
@@ -264,12 +294,14 @@
       this.followBox = r.querySelector('[data-opt=follow]');
       this.wrapBox = r.querySelector('[data-opt=wrap]');
       this.timesBox = r.querySelector('[data-opt=times]');
+      this.cmdsBox = r.querySelector('[data-opt=commands]');
       this.links = [...r.querySelectorAll('.log-bar a')].map((a) => [a, a.href]);
       // Wrap and times are the reader's habits: kept across pages.
       const pref = (k) => { try { return localStorage.getItem('shiplog.' + k) === '1'; } catch { return false; } };
       const keep = (k, on) => { try { localStorage.setItem('shiplog.' + k, on ? '1' : '0'); } catch { /* private mode */ } };
       this.wrapBox.checked = pref('wrap');
       this.timesBox.checked = pref('times');
+      this.cmdsBox.checked = pref('commands');
       this.setWrap(); this.setTimes();
 
       let debounce = 0;
@@ -283,11 +315,27 @@
         // Enter before the pause ends searches what was typed, at once.
         if (debounce) { clearTimeout(debounce); debounce = 0; this.find(this.search.value); } else this.step(e.shiftKey ? -1 : 1);
       });
+      this.regexBtn = r.querySelector('[data-act=regex]');
+      this.caseBtn = r.querySelector('[data-act=case]');
+      for (const b of [this.regexBtn, this.caseBtn]) {
+        b.addEventListener('click', () => {
+          b.setAttribute('aria-pressed', String(b.getAttribute('aria-pressed') !== 'true'));
+          if (this.search.value) this.find(this.search.value);
+        });
+      }
       r.querySelector('[data-act=next]').addEventListener('click', () => this.step(1));
       r.querySelector('[data-act=prev]').addEventListener('click', () => this.step(-1));
       this.followBox.addEventListener('change', () => this.followBox.checked ? this.toLatest() : this.setFollow(false));
       this.wrapBox.addEventListener('change', () => { keep('wrap', this.wrapBox.checked); this.setWrap(); });
       this.timesBox.addEventListener('change', () => { keep('times', this.timesBox.checked); this.setTimes(); });
+      this.cmdsBox.addEventListener('change', () => {
+        keep('commands', this.cmdsBox.checked);
+        // The line at the top stays where it is.
+        const at = this.indexAt(Math.floor(this.view.scrollTop / H));
+        this.rebuildVisible(); this.resize();
+        if (!this.follow && at !== undefined) this.view.scrollTop = this.rowOf(at) * H;
+        this.schedule();
+      });
       this.jump.addEventListener('click', () => this.toLatest());
       this.earlier.addEventListener('click', (e) => { if (e.target.closest('button')) this.loadEarlier(); });
       this.view.addEventListener('scroll', () => this.onScroll(), { passive: true });
@@ -488,11 +536,27 @@
     }
 
     classifyFrom(i) {
+      if (i === 0) { this.stopTok = ''; this.nCmds = 0; this.gLines = []; }
       for (; i < this.lines.length; i++) {
-        const k = classify(this.lines[i]);
+        const t = this.lines[i];
+        let k;
+        if (this.stopTok) {
+          // ::stop-commands::TOKEN: lines are plain text until ::TOKEN::.
+          k = t.replace(/\r$/, '') === `::${this.stopTok}::` ? K_CMD : K_PLAIN;
+          if (k === K_CMD) this.stopTok = '';
+        } else {
+          k = classify(t);
+          if (k === K_CMD) { const c = command(t); if (c.name === 'stop-commands' && c.value) this.stopTok = c.value.replace(/\r$/, ''); }
+        }
+        if (k === K_CMD || k === K_END) this.nCmds++;
+        else for (const g of this.stack) this.gLines[g]++; // a line of each open group
         this.kinds[i] = k;
         this.parent[i] = this.stack.length ? this.stack[this.stack.length - 1] : -1;
-        if (k === K_GROUP) this.stack.push(i);
+        if (k === K_GROUP) {
+          this.stack.push(i);
+          this.gLines[i] = 0;
+          if (this.savedClosed.has(this.first + i)) this.closed.add(i);
+        }
         else if (k === K_END && this.stack.length) this.stack.pop();
       }
     }
@@ -503,8 +567,9 @@
       this.classifyFrom(from);
       for (let i = from; i < this.lines.length; i++) {
         if (this.query && !this.serverSearch && this.matchLine(i)) this.addMatch(this.first + i);
-        if (this.visible && !this.hidden(i)) this.visible.push(i);
       }
+      if (this.visible) { for (let i = from; i < this.lines.length; i++) if (!this.hidden(i)) this.visible.push(i); }
+      else if (this.needVisible()) this.rebuildVisible();
       this.resize();
       this.seekWanted();
       this.schedule();
@@ -518,9 +583,9 @@
       this.first -= n;
       this.startOffset = start;
       this.kinds = []; this.parent = []; this.stack = [];
-      this.classifyFrom(0);
       const closed = this.closed;
       this.closed = new Set([...closed].map((i) => i + n));
+      this.classifyFrom(0);
       if (this.target >= 0) this.target += n;
       if (this.closed.size) this.rebuildVisible();
       if (this.query && !this.serverSearch) {
@@ -544,20 +609,30 @@
       if (this.follow) this.view.scrollTop = this.view.scrollHeight;
     }
 
+    // Command lines are hidden unless the reader asks for them, as
+    // GitHub hides them; so are the lines of closed groups.
     hidden(i) {
+      if (!this.cmdsBox.checked && (this.kinds[i] === K_CMD || this.kinds[i] === K_END)) return true;
       for (let p = this.kinds[i] === K_END ? i : this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) return true;
       return false;
     }
 
+    needVisible() { return this.closed.size > 0 || (!this.cmdsBox.checked && this.nCmds > 0); }
+
     rebuildVisible() {
-      if (!this.closed.size) { this.visible = null; return; }
+      if (!this.needVisible()) { this.visible = null; return; }
       const v = [];
       for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
       this.visible = v;
     }
 
+    groupsKey() { return `shiplog.closed.${this.root.dataset.run}`; }
+
     toggleGroup(i) {
       if (this.closed.has(i)) this.closed.delete(i); else this.closed.add(i);
+      const num = this.first + i;
+      if (this.closed.has(i)) this.savedClosed.add(num); else this.savedClosed.delete(num);
+      try { sessionStorage.setItem(this.groupsKey(), JSON.stringify([...this.savedClosed])); } catch { /* private mode */ }
       this.rebuildVisible();
       this.resize();
       this.schedule();
@@ -598,7 +673,20 @@
         if (i === this.target) cls += ' target';
         if (this.matchNums && this.matchNums.has(num)) cls += num === cur ? ' match current' : ' match';
         let t = this.lines[i];
-        if (k === K_GROUP) t = t.slice(9);
+        let label = '';
+        if (!this.cmdsBox.checked && k >= K_GROUP && k !== K_MARK && k !== K_PLAIN) {
+          // What the command says, not how: a group's title, an
+          // annotation's level, title and message.
+          const c = command(t);
+          if (c) {
+            // A row is one line high: a message's own line breaks show as ↵.
+            t = unData(c.value).replace(/\r\n|\n|\r/g, ' ↵ ');
+            if (k === K_ERR || k === K_WARN || k === K_NOTE) {
+              const title = prop(c.props, 'title');
+              label = `<span class="lvl">${c.name}</span>${title ? `<b>${shown(title)}:</b> ` : ''}`;
+            }
+          }
+        }
         let ts = '';
         if (times) {
           const at = this.timeOf(num);
@@ -606,10 +694,20 @@
         }
         t = carriage(t);
         const hits = this.matchNums && this.matchNums.has(num) ? this.hits(t) : null;
-        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}">${num}</a>${ts}<span class="t">${ansi(t, hits)}</span></div>`;
+        let text = `<span class="t">${label}${ansi(t, hits)}</span>`;
+        if (k === K_GROUP) {
+          // A group's header is a button (keyboard and screen readers), with
+          // how many lines the group holds so far.
+          const n = this.gLines[i] || 0;
+          text = `<button type="button" class="gt" aria-expanded="${!this.closed.has(i)}">${text}<span class="gmeta">${n.toLocaleString()} line${n === 1 ? '' : 's'}</span></button>`;
+        }
+        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}" tabindex="-1">${num}</a>${ts}${text}</div>`;
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
+      // A focused group header keeps the focus through the redraw.
+      const focused = this.rows.contains(document.activeElement) ? document.activeElement.closest('.l')?.dataset.i : undefined;
       this.rows.innerHTML = html;
+      if (focused !== undefined) this.rows.querySelector(`[data-i="${focused}"] .gt`)?.focus({ preventScroll: true });
       // Colours beyond the palette go through the CSSOM: the Content-
       // Security-Policy refuses style attributes in markup.
       for (const el of this.rows.querySelectorAll('[data-c]')) el.style.cssText = el.dataset.c;
@@ -678,10 +776,11 @@
       }
     }
 
-    matchLine(i) { this.queryRE.lastIndex = 0; return this.queryRE.test(strip(carriage(this.lines[i]))); }
+    matchLine(i) { if (!this.queryRE) return false; this.queryRE.lastIndex = 0; return this.queryRE.test(strip(carriage(this.lines[i]))); }
 
     // hits returns where the query is in line's text, as [from, to) pairs.
     hits(line) {
+      if (!this.queryRE) return null; // a regular expression: the line is marked
       const out = [], text = strip(line);
       this.queryRE.lastIndex = 0;
       for (let m; (m = this.queryRE.exec(text)) && out.length < 100;) out.push([m.index, m.index + m[0].length]);
@@ -698,18 +797,28 @@
 
     // find searches the loaded lines at once, and the whole log on the
     // server when only part of it is loaded.
+    // A regular expression is matched by the server alone (RE2: linear
+    // time, a size cap and a time budget), which says which lines match;
+    // the browser's own engine could hang the tab on a pathological one.
     async find(q) {
       this.query = q;
-      // Case-insensitive, as the server's search; the i flag keeps offsets
-      // (lower-casing can change a string's length).
-      this.queryRE = new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi');
+      const regex = this.regexBtn.getAttribute('aria-pressed') === 'true';
+      const matchCase = this.caseBtn.getAttribute('aria-pressed') === 'true';
+      // The i flag keeps offsets (lower-casing can change a string's length).
+      this.queryRE = regex ? null : new RegExp(q.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), matchCase ? 'g' : 'gi');
       this.matchList = []; this.matchNums = this.query ? new Set() : null; this.cur = -1; this.truncated = false;
-      this.serverSearch = !!this.query && (this.first > 1 || this.detached);
+      this.serverSearch = !!this.query && (regex || this.first > 1 || this.detached);
       if (this.serverSearch) {
         const token = (this.searchToken = {});
-        const r = await fetch(`${this.searchURL}?q=${encodeURIComponent(q)}&limit=1000`);
+        const r = await fetch(`${this.searchURL}?q=${encodeURIComponent(regex ? 're:' + q : q)}${matchCase ? '&case=1' : ''}&limit=1000`);
         if (token !== this.searchToken) return; // a newer search started
-        if (!r.ok) { this.countEl.textContent = 'search failed'; return; }
+        if (!r.ok) {
+          let msg = 'search failed';
+          try { msg = (await r.json()).error || msg; } catch { /* not JSON */ }
+          this.countEl.textContent = msg.replace(/^q: /, '');
+          this.schedule();
+          return;
+        }
         for (const l of (await r.text()).split('\n')) {
           if (!l) continue;
           const m = JSON.parse(l);

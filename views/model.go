@@ -103,7 +103,8 @@ type JobPage struct {
 // Annotation is a notice, warning or error of a run.
 type Annotation struct {
 	Level, Title, Message string
-	Line                  int64
+	Place                 string // where in the source: "app.go:12:5"
+	Line                  int64  // in the log
 }
 
 // TailLine is one line of a log's tail, as plain text; a line too long to
