@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +123,15 @@ jobs:
       while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
   hidden:
     run: printf 'evil\342\200\256exe.live\n'
+  colours:
+    run: |
+      for c in 30 31 32 33 34 35 36 37 90 91 92 93 94 95 96 97; do printf '\033[%sm colour %s \033[0m\n' $c $c; done
+      printf '\033[2mfaint\033[0m \033[1;30mbold black\033[0m\n'
+      echo "::group::A group"
+      echo "::endgroup::"
+      echo "::warning::careful"
+      echo "::error::broken"
+      echo "[shiplog: a marker]"
   commands:
     run: |
       echo "before"
@@ -518,6 +528,16 @@ func TestBrowserScreenshots(t *testing.T) {
 			}
 		}
 	}
+	// And on a phone, light.
+	must(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "light"}}))
+	for _, p := range pages {
+		var png []byte
+		must(t, ctx, chromedp.Navigate(s.URL+p.path), until(p.ready), chromedp.CaptureScreenshot(&png))
+		if err := os.WriteFile(filepath.Join(dir, p.name+"-phone.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.release(live.ID)
 	s.waitRun(live.ID, isFinished)
 }
@@ -555,6 +575,12 @@ jobs:
 	start := time.Now()
 	must(t, ctx, chromedp.Navigate(page), until(lineText(12700000)))
 	t.Logf("1 GB log (%d MB): at its tail in %v", st.Size()>>20, time.Since(start).Round(time.Millisecond))
+	// Eight-digit line numbers fit their gutter.
+	var overflowing []string
+	must(t, ctx, chromedp.Evaluate(`[...document.querySelectorAll('.log-view .l .n')].filter(n => n.scrollWidth > n.clientWidth).map(n => n.textContent)`, &overflowing))
+	if len(overflowing) > 0 {
+		t.Errorf("line numbers wider than their gutter: %q", overflowing[:min(5, len(overflowing))])
+	}
 
 	start = time.Now()
 	must(t, ctx, chromedp.Navigate(page+"#L100"), chromedp.Reload(), until(`document.querySelector('#L100.target') !== null`), until(lineText(100)))
@@ -948,4 +974,75 @@ func TestBrowserWorkflowCommands(t *testing.T) {
 	if len(raw) != 17 || !strings.HasSuffix(raw[8], "::error file=app.go,line=12,col=5,title=Build%3A failed::it broke") {
 		t.Errorf("with commands shown: %d rows, row 9 %q; want all 17 as printed", len(raw), raw[min(8, len(raw)-1)])
 	}
+}
+
+// Every text on every page, light and dark, reads at WCAG AA contrast
+// (testdata/contrast.js): muted text, badges, the log's line numbers and
+// bar, ANSI colours including black and faint on the log's background.
+func TestBrowserContrast(t *testing.T) {
+	s := startServer(t, browserConfig)
+	ctx := browser(t)
+	audit, err := os.ReadFile("testdata/contrast.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := s.trigger("colours", nil)
+	s.waitRun(run.ID, isFinished)
+	failed := s.trigger("commands", nil)
+	s.waitRun(failed.ID, isFinished)
+	pages := []struct{ path, ready string }{
+		{"/", `document.querySelector('[data-testid=run-deploy]') !== null`},
+		{"/jobs/deploy", `document.querySelector('[data-testid=run-form]') !== null`},
+		{fmt.Sprintf("/runs/%d", run.ID), logHas("[shiplog: a marker]")},
+		{fmt.Sprintf("/runs/%d", failed.ID), logHas("after")},
+		{"/runs", `document.querySelector('table.list') !== null`},
+	}
+	for _, scheme := range []string{"light", "dark"} {
+		for _, p := range pages {
+			var low []string
+			must(t, ctx,
+				emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}),
+				chromedp.Navigate(s.URL+p.path),
+				until(p.ready),
+				chromedp.Evaluate(string(audit), &low),
+			)
+			for _, l := range low {
+				t.Errorf("%s %s: contrast %s", scheme, p.path, l)
+			}
+		}
+	}
+}
+
+// A server killed and started again under an open run page: the page says
+// the connection is lost and being retried, and once the server is back
+// it shows the truth (the run was interrupted: no Cancel, the duration
+// stops) without a reload.
+func TestBrowserPageAfterServerRestart(t *testing.T) {
+	dir, cfgPath, gate := writeConfig(t, browserConfig)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data")}
+	first := startChild(t, args...)
+	s := &testServer{t: t, URL: first.URL, Data: filepath.Join(dir, "data"), Gate: gate}
+	run := s.trigger("ticker", nil)
+	ctx := browser(t)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(`window.shiplogLog && window.shiplogLog.lines.length > 3`),
+		until(`document.querySelector('[data-testid=cancel]') !== null`),
+	)
+	first.kill9(t)
+	must(t, ctx, until(`document.querySelector('[data-testid=log-size]').textContent.includes('reconnecting')`))
+	startChild(t, args...)
+	must(t, ctx,
+		until(`document.querySelector('#run-head [data-testid=state]')?.textContent === 'interrupted'`),
+		until(`document.querySelector('[data-testid=cancel]') === null`),
+		until(`!document.querySelector('[data-testid=log-size]').textContent.includes('reconnecting')`),
+		// The duration is no longer a live one.
+		until(`document.querySelector('[data-testid=duration] [data-since]') === null`),
+	)
 }

@@ -97,15 +97,27 @@ func readLog(t *testing.T, r *Runner, id int64) string {
 // processGone waits until pid no longer runs (gone or a zombie).
 func processGone(t *testing.T, pid int) {
 	t.Helper()
+	// A process is known by its pid and its start time: under load a pid
+	// can be taken by a new process soon after the old one goes.
+	stat := func() (state byte, start string, ok bool) {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		i := bytes.LastIndexByte(data, ')')
+		if err != nil || i < 0 || len(data) < i+2 {
+			return 0, "", false
+		}
+		f := strings.Fields(string(data[i+2:])) // from field 3, the state
+		if len(f) < 20 {
+			return 0, "", false
+		}
+		return f[0][0], f[19], true // field 22: start time
+	}
+	_, first, _ := stat()
 	timeout := time.After(deadline)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return
-		}
-		if i := bytes.LastIndexByte(data, ')'); i > 0 && len(data) > i+2 && data[i+2] == 'Z' {
+		state, start, ok := stat()
+		if !ok || state == 'Z' || start != first {
 			return
 		}
 		select {

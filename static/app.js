@@ -425,8 +425,12 @@
         this.endOffset = parseInt(e.lastEventId, 10);
         this.append(e.data.split('\n').map(decode));
       });
-      es.addEventListener('shutdown', () => { this.foot.textContent = 'The server is restarting; reconnecting…'; });
-      es.addEventListener('status', () => document.body.dispatchEvent(new CustomEvent('shiplog:status')));
+      // While the connection is down the page says so, until the stream
+      // answers again.
+      const up = () => { if (this.retrying) { this.retrying = false; this.retries = 0; this.schedule(); } };
+      es.addEventListener('open', up);
+      es.addEventListener('shutdown', () => { this.retrying = true; this.schedule(); });
+      es.addEventListener('status', () => { up(); document.body.dispatchEvent(new CustomEvent('shiplog:status')); });
       es.addEventListener('end', () => {
         es.close();
         this.finished = true;
@@ -436,6 +440,7 @@
       });
       es.onerror = () => {
         if (this.finished || this.es !== es) return;
+        if (!this.retrying) { this.retrying = true; this.schedule(); }
         // EventSource retries by itself with Last-Event-ID. If it stopped
         // (an HTTP error, or 204: we have the whole log of a finished run),
         // ask the run how it is before starting again from our offset.
@@ -449,10 +454,18 @@
               this.root.dataset.finished = 'true';
               document.body.dispatchEvent(new CustomEvent('shiplog:status'));
               this.schedule();
-            } else setTimeout(() => { if (this.es === es) this.connect(); }, 2000);
+            } else this.retryLater(es);
           })
-          .catch(() => setTimeout(() => { if (this.es === es) this.connect(); }, 2000));
+          .catch(() => this.retryLater(es));
       };
+    }
+
+    // retryLater connects again after a wait that grows with each failure
+    // in a row (2 s, 4 s, … 30 s, with jitter), never giving up.
+    retryLater(es) {
+      const wait = Math.min(30000, 2000 * 2 ** Math.min(this.retries || 0, 4)) * (0.8 + 0.4 * Math.random());
+      this.retries = (this.retries || 0) + 1;
+      setTimeout(() => { if (this.es === es) this.connect(); }, wait);
     }
 
     // jumpTo shows the log around line n, away from the live end.
@@ -712,6 +725,9 @@
       // Security-Policy refuses style attributes in markup.
       for (const el of this.rows.querySelectorAll('[data-c]')) el.style.cssText = el.dataset.c;
       const last = this.first - 1 + this.lines.length;
+      // The gutter fits the longest line number shown (8 digits in a 1 GB log).
+      const digits = Math.max(5, String(last).length);
+      if (digits !== this.digits) { this.digits = digits; this.root.style.setProperty('--digits', digits); }
       const windowed = this.first > 1 || this.detached;
       this.earlier.hidden = !windowed;
       if (windowed) {
@@ -720,7 +736,7 @@
           : `Showing lines 1–${last.toLocaleString()}.`;
       }
       this.jump.textContent = this.detached ? 'Jump to the end ↓' : 'Jump to latest ↓';
-      this.foot.textContent = `${last.toLocaleString()} line${last === 1 ? '' : 's'}${this.finished ? '' : this.detached ? '' : ' · live'}`;
+      this.foot.textContent = `${last.toLocaleString()} line${last === 1 ? '' : 's'}${this.finished ? '' : this.retrying ? ' · connection lost, reconnecting…' : this.detached ? '' : ' · live'}`;
     }
 
     // Following means being at the end: scrolling away stops it, scrolling
