@@ -72,6 +72,11 @@ func until(expr string) chromedp.Action {
 	return chromedp.Poll(expr, nil, chromedp.WithPollingInterval(20*time.Millisecond))
 }
 
+// colorScheme makes the page see prefers-color-scheme: scheme.
+func colorScheme(scheme string) chromedp.Action {
+	return emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}})
+}
+
 // afterNavigation waits for expr on the page a click navigated to: a poll
 // begun before the new page replaces the old one is retried.
 func afterNavigation(t *testing.T, ctx context.Context, expr string) {
@@ -518,7 +523,7 @@ func TestBrowserScreenshots(t *testing.T) {
 		for _, p := range pages {
 			var png []byte
 			must(t, ctx,
-				emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}),
+				colorScheme(scheme),
 				chromedp.Navigate(s.URL+p.path),
 				until(p.ready),
 				chromedp.CaptureScreenshot(&png),
@@ -530,7 +535,7 @@ func TestBrowserScreenshots(t *testing.T) {
 	}
 	// And on a phone, light.
 	must(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
-		emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "light"}}))
+		colorScheme("light"))
 	for _, p := range pages {
 		var png []byte
 		must(t, ctx, chromedp.Navigate(s.URL+p.path), until(p.ready), chromedp.CaptureScreenshot(&png))
@@ -1001,7 +1006,7 @@ func TestBrowserContrast(t *testing.T) {
 		for _, p := range pages {
 			var low []string
 			must(t, ctx,
-				emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}),
+				colorScheme(scheme),
 				chromedp.Navigate(s.URL+p.path),
 				until(p.ready),
 				chromedp.Evaluate(string(audit), &low),

@@ -57,11 +57,7 @@ func TestListenAndConnect(t *testing.T) {
 			if err := sh.Wait(ctx); err != nil {
 				t.Fatal(err)
 			}
-			dst := filepath.Join(t.TempDir(), "5.log")
-			if _, err := e.MirrorLog(ctx, 5, dst); err != nil {
-				t.Fatal(err)
-			}
-			sameFiles(t, src, dst)
+			sameFiles(t, src, mirror(t, ctx, e, 5))
 			if token != "" {
 				if _, err := Start(context.Background(), Config{URL: e.ClientURL(), Token: "wrong"}); err == nil {
 					t.Error("a wrong token was let in")

@@ -79,9 +79,5 @@ func TestFullDiskRefusedThenRecovered(t *testing.T) {
 	if err := sh.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(t.TempDir(), "7.log")
-	if _, err := e.MirrorLog(ctx, 7, dst); err != nil {
-		t.Fatal(err)
-	}
-	sameFiles(t, src, dst)
+	sameFiles(t, src, mirror(t, ctx, e, 7))
 }

@@ -123,6 +123,17 @@ func sameFiles(t *testing.T, want, got string) {
 	}
 }
 
+// mirror rebuilds run id's log from the stream into a new file and
+// returns its path.
+func mirror(t *testing.T, ctx context.Context, e *Engine, id int64) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), fmt.Sprintf("%d.log", id))
+	if _, err := e.MirrorLog(ctx, id, dst); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
 // sameCopy checks that dst is src byte for byte, with its index and
 // times, and that the stream holds each of its bytes once.
 func sameCopy(t *testing.T, e *Engine, id int64, src, dst string) {

@@ -47,23 +47,21 @@
   document.addEventListener('input', (e) => { if (e.target.matches('[data-job-filter]')) filterJobs(); });
   document.addEventListener('htmx:afterSwap', filterJobs); // before it is drawn
   // A refresh waits while text in the part it would replace is selected
-  // (htmx keeps the focus itself: focusable elements there have ids).
-  // An open <details> (annotations' "N more") stays open when its part is
-  // refreshed.
+  // (htmx keeps the focus itself: focusable elements there have ids); an
+  // open <details> (annotations' "N more") stays open through it.
   let keepOpen = [];
-  document.addEventListener('htmx:beforeSwap', (e) => {
-    keepOpen = [...e.detail.target.querySelectorAll('details[id][open]:not([hx-preserve])')].map((d) => d.id);
-  });
-  document.addEventListener('htmx:afterSwap', () => {
-    for (const id of keepOpen) document.getElementById(id)?.setAttribute('open', '');
-    keepOpen = [];
-  });
   document.addEventListener('htmx:beforeSwap', (e) => {
     const sel = getSelection();
     if (sel && !sel.isCollapsed && e.detail.target.contains(sel.anchorNode)) {
       e.detail.shouldSwap = false;
       document.body.dataset.heldSwaps = String((+document.body.dataset.heldSwaps || 0) + 1);
+      return;
     }
+    keepOpen = [...e.detail.target.querySelectorAll('details[id][open]:not([hx-preserve])')].map((d) => d.id);
+  });
+  document.addEventListener('htmx:afterSwap', () => {
+    for (const id of keepOpen) document.getElementById(id)?.setAttribute('open', '');
+    keepOpen = [];
   });
   // A filter form's lists apply as soon as one is changed.
   document.addEventListener('change', (e) => {
@@ -430,7 +428,7 @@
       const up = () => { if (this.retrying) { this.retrying = false; this.retries = 0; this.schedule(); } };
       es.addEventListener('open', up);
       es.addEventListener('shutdown', () => { this.retrying = true; this.schedule(); });
-      es.addEventListener('status', () => { up(); document.body.dispatchEvent(new CustomEvent('shiplog:status')); });
+      es.addEventListener('status', () => document.body.dispatchEvent(new CustomEvent('shiplog:status')));
       es.addEventListener('end', () => {
         es.close();
         this.finished = true;
