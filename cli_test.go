@@ -176,6 +176,7 @@ func TestCLIErrors(t *testing.T) {
 		{"bad run id", s, []string{"status", "abc"}, exitUsage, "invalid run id"},
 		{"missing arg", s, []string{"logs"}, exitUsage, "usage"},
 		{"unknown command", nil, []string{"deploy"}, exitUsage, "unknown command"},
+		{"unknown command after --server", nil, []string{"--server", dead, "wait", "3"}, exitUsage, `unknown command "wait"`},
 		{"unreachable", nil, []string{"jobs", "--server", dead}, exitUnreachable, "cannot reach"},
 		{"bad server url", nil, []string{"jobs", "--server", "ftp://x"}, exitUsage, "want a URL"},
 	}

@@ -25,7 +25,7 @@ const maxLongPollBytes = 1 << 20
 
 // logStart resolves where a reader wants to start: Last-Event-ID, ?after or
 // ?tail, checked against the log.
-func logStart(c echo.Context, path string) (int64, error) {
+func (s *server) logStart(c echo.Context, id int64, path string) (int64, error) {
 	raw, field := c.Request().Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if raw == "" {
 		raw, field = c.QueryParam("after"), "after"
@@ -35,6 +35,7 @@ func logStart(c echo.Context, path string) (int64, error) {
 		if err != nil || off < 0 {
 			return 0, badRequest(field, "%s must be a byte offset (a non-negative integer), got %q", field, truncate(raw, 40))
 		}
+		s.copies.reach(c.Request().Context(), id, off)
 		if err := streams.CheckOffset(path, off); err != nil {
 			if errors.Is(err, streams.ErrBeyondEnd) || errors.Is(err, streams.ErrNotLineStart) {
 				return 0, badRequest(field, "%s: %v", field, err)
@@ -108,6 +109,16 @@ func logGone(run *jobs.Run, path string) error {
 	return nil
 }
 
+// logOf returns the path of run's log, once it is here to be read (on a
+// replica, a finished run's copy is whole first), or why it is not.
+func (s *server) logOf(c echo.Context, run *jobs.Run) (string, error) {
+	if err := s.copies.have(c.Request().Context(), run); err != nil {
+		return "", err
+	}
+	path := s.runner.LogPath(run.ID)
+	return path, logGone(run, path)
+}
+
 // finalSize is the size of a finished run's log, or -1 while it runs.
 func finalSize(run *jobs.Run, path string) int64 {
 	if !run.State.Finished() {
@@ -127,11 +138,11 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	}
 	id := run.ID
 	ctx := c.Request().Context()
-	path := s.runner.LogPath(id)
-	if err := logGone(run, path); err != nil {
+	path, err := s.logOf(c, run)
+	if err != nil {
 		return err
 	}
-	from, err := logStart(c, path)
+	from, err := s.logStart(c, id, path)
 	if err != nil {
 		return err
 	}
@@ -189,8 +200,8 @@ func (s *server) getRunLog(c echo.Context) error {
 		return err
 	}
 	id := run.ID
-	path := s.runner.LogPath(id)
-	if err := logGone(run, path); err != nil {
+	path, err := s.logOf(c, run)
+	if err != nil {
 		return err
 	}
 	stamped, err := boolParam(c, "timestamps")
@@ -245,7 +256,7 @@ func (s *server) getRunLog(c echo.Context) error {
 }
 
 func (s *server) pollRunLog(c echo.Context, id int64, run *jobs.Run, path string, stamped bool) error {
-	from, err := logStart(c, path)
+	from, err := s.logStart(c, id, path)
 	if err != nil {
 		return err
 	}
@@ -334,7 +345,6 @@ func (s *server) getLineTimes(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id := run.ID
 	from, err := positiveParam(c, "from", "line number", 1)
 	if err != nil {
 		return err
@@ -346,7 +356,11 @@ func (s *server) getLineTimes(c echo.Context) error {
 	if to < from || to-from >= maxTimesSpan {
 		return badRequest("to", "to must be from %d to %d", from, from+maxTimesSpan-1)
 	}
-	recs, err := streams.LineTimes(s.runner.LogPath(id), from, to)
+	path, err := s.logOf(c, run)
+	if err != nil {
+		return err
+	}
+	recs, err := streams.LineTimes(path, from, to)
 	if err != nil {
 		return err
 	}
@@ -383,8 +397,8 @@ func (s *server) searchRunLog(c echo.Context) error {
 			return badRequest("limit", "limit must be between 1 and %d", maxSearchMatches)
 		}
 	}
-	path := s.runner.LogPath(id)
-	if err := logGone(run, path); err != nil {
+	path, err := s.logOf(c, run)
+	if err != nil {
 		return err
 	}
 	end, err := streams.LogEnd(path)

@@ -317,7 +317,6 @@ func (s *server) showRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id := run.ID
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
 	for _, a := range run.Annotations {
 		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Place: place(a), Line: a.Line})
@@ -325,8 +324,8 @@ func (s *server) showRun(c echo.Context) error {
 	if c.QueryParam("part") == "head" {
 		return render(c, http.StatusOK, views.RunHead(p))
 	}
-	path := s.runner.LogPath(id)
-	if err := logGone(run, path); err != nil {
+	path, err := s.logOf(c, run)
+	if err != nil {
 		return err
 	}
 	end, err := streams.LogEnd(path)

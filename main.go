@@ -80,9 +80,11 @@ func leadingClientFlags(args []string) (cmd string, rest []string, err error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if !strings.HasPrefix(a, "-") {
-			if !clientCommands[a] {
+			if !clientCommands[a] && len(lead) == 0 {
 				return "", nil, nil
 			}
+			// After --server, a word that is no client command is a
+			// mistyped one, not a serve command line.
 			return a, append(lead, args[i+1:]...), nil
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")

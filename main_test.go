@@ -87,6 +87,7 @@ func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer
 	case url := <-ready:
 		return &testServer{t: t, URL: url, Data: cfg.DataDir, Gate: gate}
 	case err := <-done:
+		done <- nil // for the cleanup: serve has returned
 		t.Fatalf("serve: %v", err)
 	}
 	return nil

@@ -58,6 +58,12 @@ type Config struct {
 	TrustedProxies []*net.IPNet
 	TLSCert        string // with TLSKey: serve HTTPS (and HTTP/2)
 	TLSKey         string
+	// NATSListen, NATS and NATSTokenFile choose the engine: embedded
+	// without a listener (none set), embedded and reachable by replicas
+	// (NATSListen), or an engine elsewhere that this replica joins (NATS).
+	NATSListen    string
+	NATS          string
+	NATSTokenFile string
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.
@@ -90,6 +96,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.PublicURL, "public-url", envOr("SHIPLOG_PUBLIC_URL", ""), "the URL people reach shiplog by, e.g. https://deploy.example.com (env SHIPLOG_PUBLIC_URL)")
 	allowed := fs.String("allowed-hosts", envOr("SHIPLOG_ALLOWED_HOSTS", ""), "more host names to answer to, comma-separated; *.example.com for a domain (env SHIPLOG_ALLOWED_HOSTS)")
 	proxies := fs.String("trusted-proxies", envOr("SHIPLOG_TRUSTED_PROXIES", ""), "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated (env SHIPLOG_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", envOr("SHIPLOG_NATS_LISTEN", ""), "also let replicas reach the embedded engine at this host:port; not on loopback only with --nats-token-file (env SHIPLOG_NATS_LISTEN)")
+	fs.StringVar(&cfg.NATS, "nats", envOr("SHIPLOG_NATS", ""), "join the engine at this URL (nats://host:4222) as a replica: it runs no jobs, the node that embeds the engine does (env SHIPLOG_NATS)")
+	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", envOr("SHIPLOG_NATS_TOKEN_FILE", ""), "file holding the token replicas and the engine share (env SHIPLOG_NATS_TOKEN_FILE)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
@@ -110,6 +119,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	var err error
 	if cfg.TrustedProxies, err = parseCIDRs(*proxies); err != nil {
 		return cfg, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if cfg.NATS != "" && cfg.NATSListen != "" {
+		return cfg, &exitError{code: exitUsage, msg: "--nats joins an engine elsewhere; --nats-listen opens the embedded one: choose one"}
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, &exitError{code: exitUsage, msg: "--tls-cert and --tls-key go together"}
@@ -174,12 +186,26 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The engine, embedded: its store under the data dir, no listener.
-	eng, err := engine.Start(ctx, engine.Config{Dir: filepath.Join(cfg.DataDir, "engine"), Logger: log})
+	token, err := readToken(cfg.NATSTokenFile)
+	if err != nil {
+		return err
+	}
+	// The engine: embedded by default, its store under the data dir and
+	// no listener; or the one a replica joins.
+	eng, err := engine.Start(ctx, engine.Config{
+		Dir: filepath.Join(cfg.DataDir, "engine"), Listen: cfg.NATSListen, URL: cfg.NATS, Token: token, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
+	replica := cfg.NATS != ""
+	if u := eng.ClientURL(); u != "" {
+		log.Info("replicas may join the engine", "nats", u)
+	}
+	if replica {
+		log.Info("joined the engine as a replica: jobs run on the node that embeds it", "nats", cfg.NATS)
+	}
 	// Run records live in the engine; the database is its projection.
 	store, err := jobs.OpenStore(ctx, filepath.Join(cfg.DataDir, "shiplog.db"), eng.Records())
 	if err != nil {
@@ -190,32 +216,49 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	defer stopShipping()
 	hub := streams.NewHub(log)
 	durations := newDurations()
-	var runner *jobs.Runner
-	shipper := eng.Shipper(shipCtx, func(id int64) string { return runner.LogPath(id) })
-	runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
-		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
-		OnLogGrew: shipper.Grew,
-		OnLogClosed: func(id, size int64) {
-			hub.Finish(streams.Key(id), size)
-			shipper.Finish(id, size)
-		},
-		OnPruned: func(ids []int64) {
-			if err := eng.PurgeLogs(shipCtx, ids); err != nil {
-				log.Error("purge pruned logs from the engine", "err", err)
-			}
-		},
-		OnFinish: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
-	})
-	if err := runner.Recover(ctx); err != nil {
-		return err
+	var (
+		runner  *jobs.Runner
+		shipper *engine.Shipper
+		copies  *logCopies
+	)
+	if replica {
+		// Runs happen on the node that embeds the engine; this replica
+		// shows them, from the records and from copies of their logs.
+		runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{LogDir: logDir, Logger: log, Remote: eng})
+		copies = newLogCopies(shipCtx, eng, hub, runner, log)
+	} else {
+		shipper = eng.Shipper(shipCtx, func(id int64) string { return runner.LogPath(id) })
+		runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
+			LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
+			OnLogGrew: shipper.Grew,
+			OnLogClosed: func(id, size int64) {
+				hub.Finish(streams.Key(id), size)
+				shipper.Finish(id, size)
+			},
+			OnPruned: func(ids []int64) {
+				if err := eng.PurgeLogs(shipCtx, ids); err != nil {
+					log.Error("purge pruned logs from the engine", "err", err)
+				}
+			},
+			OnFinish: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
+		})
+		if err := runner.Recover(ctx); err != nil {
+			return err
+		}
+		// Logs complete before this start (no run is running yet) that the
+		// engine may not have whole.
+		complete, err := logSizes(logDir)
+		if err != nil {
+			return err
+		}
+		shipper.Backfill(complete)
+		if err := runner.ServeActions(shipCtx, eng); err != nil {
+			return err
+		}
 	}
-	// Logs complete before this start (no run is running yet) that the
-	// engine may not have whole.
-	complete, err := logSizes(logDir)
-	if err != nil {
-		return err
-	}
-	shipper.Backfill(complete)
+	// Changes made by any node reach this one's database, pages and
+	// long polls; a run pruned anywhere leaves this data dir too.
+	go store.Follow(shipCtx, runner.RemoveLog, func(err error) { log.Error("follow run records", "err", err) })
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -236,7 +279,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		srv.publicOrigin = u.Scheme + "://" + u.Host
 	}
 	srv.durations = durations
-	srv.engine, srv.shipper = eng, shipper
+	srv.engine, srv.shipper, srv.copies = eng, shipper, copies
 	ln = limitConnections(ln, connectionCap(cfg.MaxConnections, raiseFileLimit()), log)
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
@@ -285,14 +328,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		stopRunner()
 		<-runnerDone
 		hub.Close()
-		shipped := make(chan struct{})
-		go func() { shipper.Wait(); close(shipped) }()
-		select {
-		case <-shipped:
-		case <-time.After(5 * time.Second):
-			log.Warn("logs not all in the engine after 5s; the rest goes at the next start")
-			stopShipping()
+		if shipper != nil {
+			shipped := make(chan struct{})
+			go func() { shipper.Wait(); close(shipped) }()
+			select {
+			case <-shipped:
+			case <-time.After(5 * time.Second):
+				log.Warn("logs not all in the engine after 5s; the rest goes at the next start")
+			}
 		}
+		stopShipping()
+		copies.Wait()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -325,4 +371,20 @@ func logSizes(dir string) (map[int64]int64, error) {
 		}
 	}
 	return sizes, nil
+}
+
+// readToken reads the engine's shared token from path ("" if no path).
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--nats-token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("--nats-token-file %s is empty", path)
+	}
+	return token, nil
 }

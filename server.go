@@ -42,6 +42,7 @@ type server struct {
 	durations      *durations
 	engine         *engine.Engine
 	shipper        *engine.Shipper // sends this process's run logs to the engine
+	copies         *logCopies      // a replica's copies of the runner's logs; nil on the runner's node
 
 	hosts          *hostPolicy  // nil: any Host (tests that build a server by hand)
 	publicOrigin   string       // scheme://host of --public-url, if given
@@ -126,7 +127,7 @@ func errorStatus(err error) (status int, msg, field string) {
 		return http.StatusConflict, err.Error(), ""
 	case errors.Is(err, jobs.ErrNoSpace):
 		return http.StatusInsufficientStorage, err.Error(), ""
-	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, streams.ErrClosed):
+	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, jobs.ErrNoRunner), errors.Is(err, streams.ErrClosed):
 		return http.StatusServiceUnavailable, err.Error(), ""
 	case errors.As(err, &he):
 		msg := strings.ToLower(http.StatusText(he.Code))

@@ -128,7 +128,7 @@ func sameFiles(t *testing.T, want, got string) {
 func mirror(t *testing.T, ctx context.Context, e *Engine, id int64) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), fmt.Sprintf("%d.log", id))
-	if _, err := e.MirrorLog(ctx, id, dst); err != nil {
+	if _, err := e.MirrorLog(ctx, id, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	return dst
@@ -185,7 +185,7 @@ func TestShipAndMirrorExact(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	mirrored := make(chan error, 1)
-	go func() { _, err := e.MirrorLog(ctx, 7, dst); mirrored <- err }()
+	go func() { _, err := e.MirrorLog(ctx, 7, dst, nil); mirrored <- err }()
 	p := newLogProducer(t, src)
 	sh := e.ShipLog(ctx, 7, src)
 	for i := range 400 {
@@ -257,7 +257,7 @@ func TestShipResumesWhereTheStreamStops(t *testing.T) {
 	if err := sh.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.MirrorLog(ctx, 9, dst); err != nil {
+	if _, err := e.MirrorLog(ctx, 9, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	sameCopy(t, e, 9, src, dst)
@@ -281,7 +281,7 @@ func TestMirrorRefusesAGap(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(t.TempDir(), "3.log")
-	size, err := e.MirrorLog(ctx, 3, dst)
+	size, err := e.MirrorLog(ctx, 3, dst, nil)
 	if !errors.Is(err, ErrLogGap) {
 		t.Fatalf("mirror of a stream with a gap: %v, want ErrLogGap", err)
 	}

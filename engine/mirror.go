@@ -22,8 +22,9 @@ const maxPending = logfile.MaxLineBytes + len(logfile.SplitMarker) + 1
 // file's size on: whole lines only, each write a batch of them, so the
 // tailer and readers serve the copy as they serve a local run. It returns
 // the log's size once the end is in, or an error (ErrLogGap if the
-// stream's messages do not join).
-func (e *Engine) MirrorLog(ctx context.Context, id int64, path string) (int64, error) {
+// stream's messages do not join). grew, if not nil, is called with the
+// copy's size after each write.
+func (e *Engine) MirrorLog(ctx context.Context, id int64, path string, grew func(size int64)) (int64, error) {
 	w, err := openMirror(path)
 	if err != nil {
 		return 0, err
@@ -65,6 +66,9 @@ func (e *Engine) MirrorLog(ctx context.Context, id int64, path string) (int64, e
 		at, _ := strconv.ParseInt(h.Get(hdrAt), 10, 64)
 		if err := w.add(start, m.Data(), at); err != nil {
 			return w.size, fmt.Errorf("log %d: %w", id, err)
+		}
+		if grew != nil {
+			grew(w.size)
 		}
 	}
 }

@@ -170,3 +170,56 @@ func (r *Records) Each(ctx context.Context, fn func(id int64, data []byte, rev u
 		}
 	}
 }
+
+// Watch calls fn with every change to run records from revision from on
+// (1: from the oldest kept), in the order they were made, until ctx ends
+// or the engine ends the watch: the record's new data and revision, or nil
+// data when the record was removed. fn runs on Watch's goroutine: while it
+// works, changes wait.
+func (r *Records) Watch(ctx context.Context, from uint64, fn func(id int64, data []byte, rev uint64)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := r.kv.Watch(ctx, "run.*", jetstream.ResumeFromRevision(max(from, 1)))
+	if err != nil {
+		return fmt.Errorf("watch run records: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch run records: the engine closed the watch")
+			}
+			if e == nil {
+				continue // caught up
+			}
+			id, err := strconv.ParseInt(strings.TrimPrefix(e.Key(), "run."), 10, 64)
+			if err != nil {
+				continue
+			}
+			var data []byte
+			if e.Operation() == jetstream.KeyValuePut {
+				data = e.Value()
+			}
+			fn(id, data, e.Revision())
+		}
+	}
+}
+
+// Get returns run id's record and its revision; ErrNotFound if there is
+// none.
+func (r *Records) Get(ctx context.Context, id int64) ([]byte, uint64, error) {
+	e, err := r.kv.Get(ctx, runKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the record of run %d: %w", id, err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// ErrNotFound says there is no record of a run.
+var ErrNotFound = errors.New("no record of the run")

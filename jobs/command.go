@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -117,12 +116,11 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 		return
 	}
 	r.notify(t)
-	due := time.Since(t.persisted) > time.Second
-	snap := t.run.clone()
+	// Progress is live in memory at once; the store (and so the other
+	// replicas) gets it at most once a second, and for certain at the end.
+	snap := r.persistSoon(t)
 	r.mu.Unlock()
-	// Progress is live in memory at once; the store gets it at most once a
-	// second, and for certain at the end.
-	if due {
+	if snap != nil {
 		r.persist(t, snap)
 	}
 }

@@ -37,9 +37,10 @@ const (
 // is made durable first; then the slot and lock go, watchers wake and the
 // next runs start; observers are called last, in the background.
 func (r *Runner) finish(t *task, o outcome, held bool) {
-	now := time.Now()
+	now := recordTime()
 	r.mu.Lock()
 	snap := t.run.clone()
+	t.ended = o.state
 	r.mu.Unlock()
 	// The final record is shown to no one before it is durable: a reader
 	// who sees the run finished finds it so in the store too.
@@ -106,6 +107,7 @@ func (r *Runner) storeFinal(t *task, snap *Run) {
 	}
 	t.persistMu.Lock()
 	defer t.persistMu.Unlock()
+	t.sealed = true
 	var err error
 	for i := range storeAttempts {
 		if err = r.store.Update(context.Background(), snap); err == nil {

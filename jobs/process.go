@@ -106,7 +106,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		defer func() { part.Close(); _ = os.Remove(partialPath) }()
 		lw.partial = part
 	}
-	now := time.Now()
+	now := recordTime()
 	r.mu.Lock()
 	t.lw = lw
 	t.run.State, t.run.StartedAt, t.run.PID = Running, &now, pgid

@@ -1,11 +1,11 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"slices"
-	"time"
 )
 
 func (r *Runner) kick() {
@@ -41,11 +41,17 @@ func (r *Runner) dispatch() {
 
 // Trigger validates params and queues a run of the named job.
 func (r *Runner) Trigger(ctx context.Context, jobName string, params map[string]string, by string) (*Run, error) {
+	if r.opts.Remote != nil {
+		return r.ask(ctx, action{Op: "trigger", Job: jobName, Params: params, By: by})
+	}
 	return r.trigger(ctx, jobName, params, by, 0)
 }
 
 // Rerun queues a new run with the job and params of run id.
 func (r *Runner) Rerun(ctx context.Context, id int64, by string) (*Run, error) {
+	if r.opts.Remote != nil {
+		return r.ask(ctx, action{Op: "rerun", ID: id, By: by})
+	}
 	old, err := r.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -68,7 +74,7 @@ func (r *Runner) trigger(ctx context.Context, jobName string, params map[string]
 	if closed {
 		return nil, ErrShuttingDown
 	}
-	run := &Run{Job: job.Name, Params: vals, State: Queued, TriggeredBy: by, RerunOf: rerunOf, QueuedAt: time.Now()}
+	run := &Run{Job: job.Name, Params: vals, State: Queued, TriggeredBy: by, RerunOf: rerunOf, QueuedAt: recordTime()}
 	if err := r.store.Insert(ctx, run); err != nil {
 		return nil, noSpace(err)
 	}
@@ -102,6 +108,10 @@ func (r *Runner) QueueLength() int {
 // running one is terminated with its whole process group. The run's error
 // and the end of its log say who canceled it.
 func (r *Runner) Cancel(ctx context.Context, id int64, by string) error {
+	if r.opts.Remote != nil {
+		_, err := r.ask(ctx, action{Op: "cancel", ID: id, By: by})
+		return err
+	}
 	why := "canceled by " + by
 	r.mu.Lock()
 	t, ok := r.active[id]
@@ -120,9 +130,10 @@ func (r *Runner) Cancel(ctx context.Context, id int64, by string) error {
 		r.finish(t, outcome{state: Canceled, msg: why}, false) //nolint:contextcheck // the cancel is stored even if its request goes away
 		return nil
 	}
-	if t.run.State.Finished() {
+	if t.run.State.Finished() || t.ended != "" {
+		// Finishing: its final record may be out already.
 		r.mu.Unlock()
-		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, t.run.State)
+		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, cmp.Or(t.ended, t.run.State))
 	}
 	t.halt(Canceled, why)
 	r.mu.Unlock()

@@ -18,10 +18,16 @@ type Records interface {
 	// Put writes run id's record based on revision rev (0: new) and
 	// returns the new revision; it fails if the record has moved on.
 	Put(ctx context.Context, id int64, data []byte, rev uint64) (uint64, error)
+	// Get returns run id's record and revision; an error if there is
+	// none.
+	Get(ctx context.Context, id int64) ([]byte, uint64, error)
 	// Delete removes run id's record.
 	Delete(ctx context.Context, id int64) error
 	// Each calls fn with every record as it is now.
 	Each(ctx context.Context, fn func(id int64, data []byte, rev uint64) error) error
+	// Watch calls fn with every change from revision from on (nil data:
+	// removed), until ctx ends or the watch breaks.
+	Watch(ctx context.Context, from uint64, fn func(id int64, data []byte, rev uint64)) error
 }
 
 // record is a run's record as stored outside the database: in the engine,

@@ -15,6 +15,9 @@ import (
 // again. What the process held of a last unfinished line goes into the log.
 // Call it before Run.
 func (r *Runner) Recover(ctx context.Context) error {
+	if r.opts.Remote != nil {
+		return nil // the node that runs jobs settles them
+	}
 	runs, err := r.store.List(ctx, Filter{States: []State{Queued, Running}})
 	if err != nil {
 		return err

@@ -20,14 +20,20 @@ func (r *Runner) prune(job string) {
 	}
 	r.mu.Unlock()
 	for _, id := range ids {
-		if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			r.log.Error("remove pruned log", "run_id", id, "err", err)
-		}
-		for _, side := range logfile.Sidecars(r.LogPath(id)) {
-			_ = os.Remove(side)
-		}
+		r.RemoveLog(id)
 	}
 	if len(ids) > 0 && r.opts.OnPruned != nil {
 		r.opts.OnPruned(ids)
+	}
+}
+
+// RemoveLog removes run id's log and its sidecars: the run was pruned,
+// here or, for a replica's copy, by the node that ran it.
+func (r *Runner) RemoveLog(id int64) {
+	if err := os.Remove(r.LogPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Error("remove pruned log", "run_id", id, "err", err)
+	}
+	for _, side := range logfile.Sidecars(r.LogPath(id)) {
+		_ = os.Remove(side)
 	}
 }

@@ -47,6 +47,9 @@ var (
 	ErrShuttingDown = errors.New("server is shutting down")
 	// ErrNoSpace is returned when the data directory's disk is full.
 	ErrNoSpace = errors.New("no space left in the data directory")
+	// ErrNoRunner is returned by a replica when the node that runs jobs
+	// does not answer.
+	ErrNoRunner = errors.New("no runner answers")
 )
 
 // noSpace wraps err as ErrNoSpace when it says the disk is full: ENOSPC
@@ -132,3 +135,8 @@ func (r *Run) clone() *Run {
 	}
 	return &c
 }
+
+// recordTime is now as records keep it, to the millisecond, so that a run
+// read from memory, the database or the engine is the same run, and every
+// replica gives it the same ETag.
+func recordTime() time.Time { return time.Now().Truncate(time.Millisecond) }

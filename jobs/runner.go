@@ -34,6 +34,9 @@ type RunnerOptions struct {
 	OnFinish func(run *Run)
 	// Secrets are values masked in every log.
 	Secrets []string
+	// Remote, if set, makes this a replica's runner: it runs nothing, and
+	// sends triggers, re-runs and cancels to the node that runs jobs.
+	Remote Remote
 }
 
 // Runner executes runs in the background: a FIFO queue, a concurrency limit,
@@ -69,10 +72,13 @@ type task struct {
 	stop      chan struct{} // closed to stop the run
 	stopOnce  sync.Once
 	reason    State // why stop was closed
+	ended     State // how it ended, once finish has begun; under Runner.mu
 	reasonMsg string
 	lw        *logWriter
-	persistMu sync.Mutex // orders store writes of this run
-	persisted time.Time
+	persistMu sync.Mutex    // orders store writes of this run
+	sealed    bool          // the final record is stored: no other write may follow; under persistMu
+	persisted time.Time     // under Runner.mu
+	flushing  bool          // a store write of the latest progress is due; under Runner.mu
 	changed   chan struct{} // closed at the run's next change; nil until watched
 }
 
@@ -104,6 +110,10 @@ func (r *Runner) LogPath(id int64) string {
 // Run dispatches queued runs until ctx ends, then lets running runs finish
 // for ShutdownGrace before stopping them.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.opts.Remote != nil {
+		<-ctx.Done()
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,20 +195,23 @@ func (r *Runner) CountByState(ctx context.Context) (map[State]int, error) {
 }
 
 // Watch returns a channel closed at the next change of run id's state,
-// progress or annotations; nil (never closed) when the run is not queued
-// or running: it will not change. The channel belongs to the run, so
-// watching costs nothing once the run has ended, however many ask.
+// progress or annotations, made here or, for a run that is not running
+// here, anywhere. Read the run after calling Watch, and do not wait for a
+// finished one: its channel may never close. The channel belongs to the
+// run, so watching costs nothing more however many ask.
 func (r *Runner) Watch(id int64) <-chan struct{} {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.active[id]
-	if !ok {
-		return nil
+	if t, ok := r.active[id]; ok {
+		if t.changed == nil {
+			t.changed = make(chan struct{})
+		}
+		ch := t.changed
+		r.mu.Unlock()
+		return ch
 	}
-	if t.changed == nil {
-		t.changed = make(chan struct{})
-	}
-	return t.changed
+	r.mu.Unlock()
+	// Run elsewhere, or finished: the records say when it changes.
+	return r.store.Watch(id)
 }
 
 // LiveLog returns the bytes and whole lines written so far to the log of
@@ -229,12 +242,41 @@ func (r *Runner) notify(t *task) {
 	}
 }
 
-// persist stores snap unless a newer snapshot of the run was stored already.
+// persist stores snap unless the run's final record is stored already.
 func (r *Runner) persist(t *task, snap *Run) {
 	t.persistMu.Lock()
 	defer t.persistMu.Unlock()
+	if t.sealed {
+		return
+	}
 	if err := r.store.Update(context.Background(), snap); err != nil {
 		r.log.Error("store run", "run_id", snap.ID, "err", err)
 	}
+	r.mu.Lock()
 	t.persisted = time.Now()
+	r.mu.Unlock()
+}
+
+// persistSoon has the run's latest state stored at most once a second:
+// it returns a snapshot for the caller to persist at once, after letting
+// go of r.mu, if the last write is that old; else the write happens when
+// it is. Replicas show what the store holds. r.mu must be held.
+func (r *Runner) persistSoon(t *task) *Run {
+	since := time.Since(t.persisted)
+	if since > time.Second {
+		t.persisted = time.Now() // and again once written
+		return t.run.clone()
+	}
+	if t.flushing {
+		return nil
+	}
+	t.flushing = true
+	time.AfterFunc(time.Second-since, func() {
+		r.mu.Lock()
+		t.flushing = false
+		snap := t.run.clone()
+		r.mu.Unlock()
+		r.persist(t, snap)
+	})
+	return nil
 }

@@ -19,8 +19,10 @@ type Store struct {
 	db   *sql.DB
 	recs Records // nil: the database alone
 
-	mu   sync.Mutex
-	revs map[int64]uint64 // the revision this process last wrote of each live run
+	mu       sync.Mutex
+	revs     map[int64]uint64        // the revision this process last wrote of each live run
+	watchers map[int64]chan struct{} // closed at the run's next change seen in the records
+	next     uint64                  // the revision Follow starts from
 }
 
 const schema = `
@@ -81,7 +83,7 @@ func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
 	}
-	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}}
+	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}, watchers: map[int64]chan struct{}{}}
 	if recs != nil {
 		if err := s.sync(ctx); err != nil {
 			db.Close()
@@ -96,6 +98,7 @@ func (s *Store) sync(ctx context.Context) error {
 	seen := map[int64]bool{}
 	err := s.recs.Each(ctx, func(id int64, data []byte, rev uint64) error {
 		seen[id] = true
+		s.next = max(s.next, rev+1)
 		var have uint64
 		if err := s.db.QueryRowContext(ctx, `SELECT rev FROM runs WHERE id=?`, id).Scan(&have); err == nil && have == rev {
 			return nil
@@ -279,7 +282,8 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
 		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
 		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
-		rev=excluded.rev`,
+		rev=excluded.rev
+		WHERE excluded.rev >= runs.rev`,
 		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
 		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, rev)
 	if err != nil {
@@ -332,6 +336,16 @@ func scanRun(sc scanner) (*Run, error) {
 // Get returns the run with the given ID.
 func (s *Store) Get(ctx context.Context, id int64) (*Run, error) {
 	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) && s.recs != nil {
+		// Recorded through another replica a moment ago, maybe: Follow
+		// has not brought it here yet.
+		if data, _, err := s.recs.Get(ctx, id); err == nil {
+			if r, err := decodeRecord(data); err == nil {
+				r.ID = id
+				return r, nil
+			}
+		}
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: #%d", ErrNotFound, id)
 	}

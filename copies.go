@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/shiplog/shiplog/engine"
+	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/streams"
+)
+
+// logCopies keeps a replica's copies of the logs that the node running
+// jobs writes: a run's log is copied from the engine, byte for byte with
+// its index and times, when someone first asks for it, and the copy grows
+// as the run writes. The tailer and readers then serve the copy as they
+// serve a local log. One engine subscription per run being copied, however
+// many watch it: the hub fans the copy out.
+type logCopies struct {
+	ctx    context.Context
+	eng    *engine.Engine
+	hub    *streams.Hub
+	runner *jobs.Runner
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	copying map[int64]*logCopy
+	wg      sync.WaitGroup
+}
+
+// logCopy is one log being copied.
+type logCopy struct {
+	done chan struct{} // closed when the copy stops
+
+	mu   sync.Mutex
+	size int64         // bytes copied so far
+	grew chan struct{} // closed, and replaced, at each write
+}
+
+func (lc *logCopy) wrote(size int64) {
+	lc.mu.Lock()
+	lc.size = size
+	close(lc.grew)
+	lc.grew = make(chan struct{})
+	lc.mu.Unlock()
+}
+
+func newLogCopies(ctx context.Context, eng *engine.Engine, hub *streams.Hub, runner *jobs.Runner, log *slog.Logger) *logCopies {
+	return &logCopies{ctx: ctx, eng: eng, hub: hub, runner: runner, log: log, copying: map[int64]*logCopy{}}
+}
+
+// have makes sure run's log is here, or on its way: a running run's copy
+// grows as the run writes (readers follow it, as they follow a local
+// log); a finished run's is complete when have returns. A nil logCopies
+// (the node that runs jobs) has every log.
+func (c *logCopies) have(ctx context.Context, run *jobs.Run) error {
+	if c == nil {
+		return nil
+	}
+	lc, err := c.start(run)
+	if err != nil || lc == nil || !run.State.Finished() {
+		return err
+	}
+	select {
+	case <-lc.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reachWait bounds how long a reader resuming past the end of a copy
+// waits for it to get there.
+const reachWait = 10 * time.Second
+
+// reach waits, for reachWait at most, until run id's copy has off bytes,
+// if it is being copied: a viewer who read that far on another replica
+// goes on here, rather than being told the offset is past the end.
+func (c *logCopies) reach(ctx context.Context, id, off int64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	lc := c.copying[id]
+	c.mu.Unlock()
+	if lc == nil {
+		return
+	}
+	timer := time.NewTimer(reachWait)
+	defer timer.Stop()
+	for {
+		lc.mu.Lock()
+		size, grew := lc.size, lc.grew
+		lc.mu.Unlock()
+		if size >= off {
+			return
+		}
+		select {
+		case <-grew:
+		case <-lc.done:
+			return
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// start starts copying run's log unless it is here whole or being copied,
+// and returns the copy; nil if the log is whole.
+func (c *logCopies) start(run *jobs.Run) (*logCopy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lc, ok := c.copying[run.ID]; ok {
+		return lc, nil
+	}
+	path := c.runner.LogPath(run.ID)
+	// The file is there before anyone looks for it: readers of a run
+	// being copied wait for its lines, not for its file.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("copy log: %w", err)
+	}
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("copy log: %w", err)
+	}
+	if run.State.Finished() && fi.Size() == run.LogBytes {
+		return nil, nil // whole
+	}
+	lc := &logCopy{done: make(chan struct{}), size: fi.Size(), grew: make(chan struct{})}
+	c.copying[run.ID] = lc
+	c.wg.Add(1)
+	go c.copy(run.ID, path, lc)
+	return lc, nil
+}
+
+func (c *logCopies) copy(id int64, path string, lc *logCopy) {
+	defer c.wg.Done()
+	size, err := c.eng.MirrorLog(c.ctx, id, path, lc.wrote)
+	c.mu.Lock()
+	delete(c.copying, id)
+	c.mu.Unlock()
+	close(lc.done)
+	switch {
+	case err == nil:
+		c.hub.Finish(streams.Key(id), size)
+	case errors.Is(err, context.Canceled) && c.ctx.Err() != nil:
+	default:
+		// The next reader starts the copy again, from what it has.
+		c.log.Error("copy log from the engine", "run_id", id, "err", err)
+	}
+}
+
+// Active returns how many logs are being copied.
+func (c *logCopies) Active() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.copying)
+}
+
+// Wait waits for the copies to stop (after their context ended).
+func (c *logCopies) Wait() {
+	if c != nil {
+		c.wg.Wait()
+	}
+}

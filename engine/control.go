@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Requests between replicas and the node that runs jobs travel as plain
+// NATS request and reply: an action (trigger, cancel, re-run) is answered
+// by whoever serves it now, or by no one, and is never queued for later.
+
+// ErrNoResponder says no one serves a request's subject: the node that
+// runs jobs is not connected to the engine.
+var ErrNoResponder = errors.New("no runner is connected to the engine")
+
+// Handle answers requests on subject with fn until ctx ends. The
+// requests are answered one at a time, in the order they came.
+func (e *Engine) Handle(ctx context.Context, subject string, fn func(ctx context.Context, req []byte) []byte) error {
+	sub, err := e.nc.QueueSubscribe(subject, "shiplog", func(m *nats.Msg) {
+		if err := m.Respond(fn(ctx, m.Data)); err != nil {
+			e.log.Warn("answer a request", "subject", subject, "err", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", subject, err)
+	}
+	// The subscription is in place once the server has it: a request
+	// sent after Handle returns finds it.
+	if err := e.nc.FlushTimeout(startTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("serve %s: %w", subject, err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = sub.Drain()
+	}()
+	return nil
+}
+
+// Request sends req on subject and returns the answer.
+func (e *Engine) Request(ctx context.Context, subject string, req []byte) ([]byte, error) {
+	m, err := e.nc.RequestWithContext(ctx, subject, req)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, ErrNoResponder
+	}
+	if err != nil {
+		return nil, fmt.Errorf("request %s: %w", subject, err)
+	}
+	return m.Data, nil
+}

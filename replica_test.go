@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/api"
+)
+
+const replicaJobs = `
+jobs:
+  count:
+    run: |
+      seq 1 20000
+      echo "::progress::50 half"
+      while [ ! -e "$$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
+      seq 20001 40000
+  wide:
+    run: |
+      head -c 4194304 /dev/zero | tr '\0' y; echo
+      seq 1 100000
+  quick:
+    run: echo "$SHIPLOG_RUN_ID"
+`
+
+// startCluster starts the node that embeds the engine and runs jobs,
+// listening for replicas with a token, and n replicas that join it.
+func startCluster(t *testing.T, n int) (runner *testServer, replicas []*testServer, join func(*Config)) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret-engine-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runner = startServer(t, replicaJobs, func(c *Config) { c.NATSListen, c.NATSTokenFile = addr, token })
+	join = func(c *Config) { c.NATS, c.NATSTokenFile = "nats://"+addr, token }
+	for range n {
+		replicas = append(replicas, startServer(t, replicaJobs, join))
+	}
+	return runner, replicas, join
+}
+
+// Replicas joined to one engine show the runs the engine's node runs,
+// trigger and cancel them, wake long polls at changes made elsewhere, and
+// serve each log whole and exact, also to a viewer who moves between them.
+func TestReplicasShareOneEngine(t *testing.T) {
+	a, rs, join := startCluster(t, 2)
+	b, c := rs[0], rs[1]
+
+	// Triggered through B, run by A, seen at once through C.
+	run := b.trigger("count", nil)
+	if code, _, body := c.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), ""); code != http.StatusOK {
+		t.Fatalf("C does not know run #%d: %d %s", run.ID, code, body)
+	}
+	c.waitRun(run.ID, isHalf)
+
+	// A long poll on C wakes when the run, on A, finishes.
+	_, hdr, _ := c.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "")
+	woke := make(chan api.Run, 1)
+	go func() {
+		code, _, body := c.inBackground().do("GET", fmt.Sprintf("/api/runs/%d?wait=30s", run.ID), "", "If-None-Match", hdr.Get("ETag"))
+		var r api.Run
+		if code != http.StatusOK || json.Unmarshal(body, &r) != nil {
+			t.Errorf("long poll on C: %d %s", code, body)
+		}
+		woke <- r
+	}()
+
+	// A viewer reads half the log from C, then resumes on B, then on A.
+	first := c.events(fmt.Sprintf("/api/runs/%d/events", run.ID), 5)
+	if len(first.lines) == 0 {
+		t.Fatal("no lines from C")
+	}
+	a.release(run.ID)
+	second := b.events(fmt.Sprintf("/api/runs/%d/events", run.ID), 7, "Last-Event-ID", first.lastID)
+	third := a.events(fmt.Sprintf("/api/runs/%d/events", run.ID), 0, "Last-Event-ID", second.lastID)
+	if !third.ended {
+		t.Fatal("the stream from A did not end")
+	}
+	got := slices.Concat(first.lines, second.lines, third.lines)
+	want := make([]string, 0, 40001)
+	for i := range 40000 {
+		if i == 20000 {
+			want = append(want, "::progress::50 half")
+		}
+		want = append(want, strconv.Itoa(i+1))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d lines through C (to id %s), B (to id %s) and A, want %d: not each line once and in order",
+			len(got), first.lastID, second.lastID, len(want))
+	}
+	if r := <-woke; r.State != api.Succeeded {
+		t.Fatalf("the long poll on C woke with %q", r.State)
+	}
+
+	// One record, one ETag, wherever it is asked.
+	etags := map[string]bool{}
+	for _, s := range []*testServer{a, b, c} {
+		r := s.waitRun(run.ID, isFinished)
+		if r.State != api.Succeeded {
+			t.Fatalf("%s says %s", s.URL, r.State)
+		}
+		_, h, _ := s.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "")
+		etags[h.Get("ETag")] = true
+	}
+	if len(etags) != 1 {
+		t.Fatalf("ETags differ between replicas: %v", etags)
+	}
+	for etag := range etags {
+		if code, _, _ := b.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "", "If-None-Match", etag); code != http.StatusNotModified {
+			t.Fatalf("B answered A's ETag with %d", code)
+		}
+	}
+	// The copies are the runner's log, byte for byte.
+	for _, s := range []*testServer{b, c} {
+		if !bytes.Equal(s.logFile(run.ID), a.logFile(run.ID)) {
+			t.Fatalf("%s's copy of the log differs from the runner's", s.URL)
+		}
+	}
+
+	// Cancel through C stops the run on A.
+	held := c.trigger("count", nil)
+	b.waitRun(held.ID, isHalf)
+	if code, _, body := c.do("POST", fmt.Sprintf("/api/runs/%d/cancel", held.ID), ""); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("cancel through C: %d %s", code, body)
+	}
+	if r := b.waitRun(held.ID, isFinished); r.State != api.Canceled {
+		t.Fatalf("after a cancel through C, B says %s", r.State)
+	}
+	if code, _, body := b.do("POST", fmt.Sprintf("/api/runs/%d/cancel", held.ID), ""); code != http.StatusConflict {
+		t.Fatalf("a second cancel through B: %d %s, want 409 as on A", code, body)
+	}
+	if code, _, body := b.do("POST", "/api/jobs/count/runs", `{"params":{"NOPE":"1"}}`); code != http.StatusBadRequest {
+		t.Fatalf("an invalid parameter through B: %d %s, want 400 as on A", code, body)
+	}
+
+	// Triggers through both replicas at once: unique ids, each caller's
+	// increasing, every run recorded.
+	var (
+		mu  sync.Mutex
+		ids []int64
+		wg  sync.WaitGroup
+	)
+	for _, s := range []*testServer{b, c} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := s.inBackground()
+			last := int64(0)
+			for range 10 {
+				r := s.trigger("quick", nil)
+				if r.ID <= last {
+					t.Errorf("ids from %s went %d then %d", s.URL, last, r.ID)
+				}
+				last = r.ID
+				mu.Lock()
+				ids = append(ids, r.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != 20 {
+		t.Fatalf("20 triggers gave ids %v", ids)
+	}
+
+	// A replica that joins after all this shows the whole history and
+	// serves a finished run's log, ranged and searched, from the engine.
+	wide := a.trigger("wide", nil)
+	a.waitRun(wide.ID, isFinished)
+	d := startServer(t, replicaJobs, join)
+	code, _, body := d.do("GET", "/api/runs?limit=100", "")
+	var list struct{ Runs []api.Run }
+	if code != http.StatusOK || json.Unmarshal(body, &list) != nil {
+		t.Fatalf("runs on D: %d %s", code, body)
+	}
+	if len(list.Runs) != 23 {
+		t.Fatalf("D lists %d runs, want 23", len(list.Runs))
+	}
+	whole := a.logFile(wide.ID)
+	if code, _, got := d.do("GET", fmt.Sprintf("/api/runs/%d/log", wide.ID), ""); code != http.StatusOK || !bytes.Equal(got, whole) {
+		t.Fatalf("D served the log with %d, %d bytes, want %d", code, len(got), len(whole))
+	}
+	if code, _, got := d.do("GET", fmt.Sprintf("/api/runs/%d/log", wide.ID), "", "Range", "bytes=4194300-4194320"); code != http.StatusPartialContent || !bytes.Equal(got, whole[4194300:4194321]) {
+		t.Fatalf("a range from D: %d %q", code, got)
+	}
+	if code, _, got := d.do("GET", fmt.Sprintf("/api/runs/%d/search?q=99999", wide.ID), ""); code != http.StatusOK || !bytes.Contains(got, []byte(`"text":"99999"`)) {
+		t.Fatalf("a search on D: %d %s", code, got)
+	}
+	d.waitMetric("shiplog_log_copies 0")
+}
+
+func isHalf(r *api.Run) bool { return r.Progress.Percent == 50 }
+
+// A replica whose engine has no runner says so, and a pair of engine flags
+// that contradict each other is refused.
+func TestReplicaFlags(t *testing.T) {
+	if _, err := parseServeFlags([]string{"--nats", "nats://127.0.0.1:4222", "--nats-listen", "127.0.0.1:4222"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("--nats with --nats-listen was accepted")
+	}
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "token")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	cfg := Config{ConfigPath: "none.yaml", DataDir: dir, NATSListen: "127.0.0.1:0", NATSTokenFile: empty, ShutdownGrace: time.Second}
+	if err := serve(ctx, cfg, &bytes.Buffer{}); err == nil {
+		t.Fatal("an empty token file was accepted")
+	}
+}
