@@ -66,7 +66,7 @@ type benchServer struct {
 	data string
 }
 
-func startBinary(b *testing.B) *benchServer {
+func startBinary(b *testing.B, args ...string) *benchServer {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "shiplog")
@@ -98,7 +98,7 @@ jobs:
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data"), "--log-level", "warn", "--max-streams-per-client", "0", "--max-triggers-per-minute", "0")
+	cmd := exec.Command(bin, append([]string{"--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data"), "--log-level", "warn", "--max-streams-per-client", "0", "--max-triggers-per-minute", "0"}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -637,6 +637,44 @@ func BenchmarkLoad(b *testing.B) {
 		d := time.Since(start)
 		base := baselineCopy(b, path)
 		add(row{fmt.Sprintf("deliver a finished %d MB log to one viewer", st.Size()>>20), ms(d), ms(base), ratio(float64(d), float64(base))})
+	}
+
+	// Across replicas: a job on the node that embeds the engine, viewers on
+	// a replica that copies its log from the engine, against viewers of the
+	// same run on the node itself, at 1,000 lines/s.
+	if part("replica") {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		engineAddr := ln.Addr().String()
+		ln.Close()
+		token := filepath.Join(b.TempDir(), "token")
+		if err := os.WriteFile(token, []byte("bench-token"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		node := startBinary(b, "--nats-listen", engineAddr, "--nats-token-file", token)
+		replica := startBinary(b, "--nats", "nats://"+engineAddr, "--nats-token-file", token)
+		for _, n := range []int{1, 100} {
+			run := node.trigger(b, "print", map[string]string{"SPEC": "1000,2000", "GATED": "1"})
+			path := fmt.Sprintf("/api/runs/%d/events", run)
+			local := dialViewers(b, strings.TrimPrefix(node.url, "http://"), path, n)
+			remote := dialViewers(b, strings.TrimPrefix(replica.url, "http://"), path, n)
+			node.release(run)
+			localLat := make(chan []time.Duration, 1)
+			go func() { localLat <- local.latencies() }()
+			rl := remote.latencies()
+			ll := <-localLat
+			local.close()
+			remote.close()
+			if len(rl) != n*2000 || len(ll) != n*2000 {
+				b.Fatalf("%d viewers on each: %d lines on the replica, %d on the node, want %d", n, len(rl), len(ll), n*2000)
+			}
+			for _, p := range []float64{.5, .99} {
+				rp, lp := percentile(rl, p), percentile(ll, p)
+				add(row{fmt.Sprintf("replica latency p%.0f, %d viewers, 1000 lines/s", p*100, n), ms(rp), ms(lp), ratio(float64(rp), float64(lp))})
+			}
+		}
 	}
 
 	// Memory per idle viewer, 2,000 connected to a running job, on a server

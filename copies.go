@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type logCopies struct {
 // logCopy is one log being copied.
 type logCopy struct {
 	done chan struct{} // closed when the copy stops
+	err  error         // why it stopped short; set before done is closed
 
 	mu   sync.Mutex
 	size int64         // bytes copied so far
@@ -67,11 +69,19 @@ func (c *logCopies) have(ctx context.Context, run *jobs.Run) error {
 	}
 	select {
 	case <-lc.done:
+		if lc.err != nil {
+			return errLogUnavailable
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// errLogUnavailable says a finished run's log is in the engine, which
+// cannot be reached now: the reader asks again later, rather than take a
+// part for the whole.
+var errLogUnavailable = &apiError{status: http.StatusServiceUnavailable, msg: "this run's log is in the engine, which cannot be reached now; try again shortly"}
 
 // reachWait bounds how long a reader resuming past the end of a copy
 // waits for it to get there.
@@ -134,6 +144,9 @@ func (c *logCopies) start(run *jobs.Run) (*logCopy, error) {
 	if run.State.Finished() && fi.Size() == run.LogBytes {
 		return nil, nil // whole
 	}
+	if !c.eng.Connected() && run.State.Finished() {
+		return nil, errLogUnavailable
+	}
 	lc := &logCopy{done: make(chan struct{}), size: fi.Size(), grew: make(chan struct{})}
 	c.copying[run.ID] = lc
 	c.wg.Add(1)
@@ -143,10 +156,27 @@ func (c *logCopies) start(run *jobs.Run) (*logCopy, error) {
 
 func (c *logCopies) copy(id int64, path string, lc *logCopy) {
 	defer c.wg.Done()
-	size, err := c.eng.MirrorLog(c.ctx, id, path, lc.wrote)
+	var (
+		size int64
+		err  error
+	)
+	// Until the end is in: a copy broken by the engine going away goes on
+	// from what it has once the engine is back.
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		size, err = c.eng.MirrorLog(c.ctx, id, path, lc.wrote)
+		if err == nil || c.ctx.Err() != nil || errors.Is(err, engine.ErrLogGap) {
+			break
+		}
+		c.log.Warn("copy log from the engine: retrying", "run_id", id, "err", err)
+		select {
+		case <-c.ctx.Done():
+		case <-time.After(backoff):
+		}
+	}
 	c.mu.Lock()
 	delete(c.copying, id)
 	c.mu.Unlock()
+	lc.err = err
 	close(lc.done)
 	switch {
 	case err == nil:

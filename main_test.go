@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type testServer struct {
 	Data string
 	Gate string // directory the gate jobs wait on
 	bg   bool   // used from a goroutine other than the test's (see inBackground)
+	stop func() // stops the server and waits for it (also at cleanup)
 }
 
 // inBackground is s for use from a goroutine the test started: a failure
@@ -77,15 +79,16 @@ func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, io.Discard) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	t.Cleanup(stop)
 	select {
 	case url := <-ready:
-		return &testServer{t: t, URL: url, Data: cfg.DataDir, Gate: gate}
+		return &testServer{t: t, URL: url, Data: cfg.DataDir, Gate: gate, stop: stop}
 	case err := <-done:
 		done <- nil // for the cleanup: serve has returned
 		t.Fatalf("serve: %v", err)

@@ -227,3 +227,36 @@ func TestReplicaFlags(t *testing.T) {
 		t.Fatal("an empty token file was accepted")
 	}
 }
+
+// With the node that runs jobs gone, a replica still shows the history
+// and the logs it has copied, and says plainly what it cannot do: start
+// or cancel runs, or serve a log it never copied.
+func TestReplicaWithoutItsRunner(t *testing.T) {
+	a, rs, _ := startCluster(t, 1)
+	b := rs[0]
+	seen := b.trigger("quick", nil)
+	unseen := b.trigger("quick", nil)
+	b.waitRun(seen.ID, isFinished)
+	b.waitRun(unseen.ID, isFinished)
+	if code, _, body := b.do("GET", fmt.Sprintf("/api/runs/%d/log", seen.ID), ""); code != http.StatusOK || string(body) != fmt.Sprintf("%d\n", seen.ID) {
+		t.Fatalf("log of #%d on B: %d %q", seen.ID, code, body)
+	}
+	a.stop()
+
+	if code, _, body := b.do("GET", fmt.Sprintf("/api/runs/%d", unseen.ID), ""); code != http.StatusOK {
+		t.Fatalf("B without the engine: run #%d: %d %s", unseen.ID, code, body)
+	}
+	if code, _, body := b.do("GET", fmt.Sprintf("/api/runs/%d/log", seen.ID), ""); code != http.StatusOK || string(body) != fmt.Sprintf("%d\n", seen.ID) {
+		t.Fatalf("B without the engine: the log it copied: %d %q", code, body)
+	}
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", fmt.Sprintf("/api/runs/%d/log", unseen.ID), "cannot be reached"},
+		{"POST", "/api/jobs/quick/runs", "no runner answers"},
+		{"POST", fmt.Sprintf("/api/runs/%d/rerun", seen.ID), "no runner answers"},
+	} {
+		code, hdr, body := b.do(tc.method, tc.path, "{}")
+		if code != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(tc.want)) || hdr.Get("Retry-After") == "" {
+			t.Errorf("%s %s on B without the engine: %d %s (Retry-After %q), want 503 saying %q", tc.method, tc.path, code, body, hdr.Get("Retry-After"), tc.want)
+		}
+	}
+}

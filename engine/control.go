@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -40,8 +41,22 @@ func (e *Engine) Handle(ctx context.Context, subject string, fn func(ctx context
 	return nil
 }
 
+// ErrUnreachable says the engine cannot be reached now; the connection
+// is being retried.
+var ErrUnreachable = errors.New("the engine cannot be reached")
+
+// requestTimeout bounds a request: an action answered later than this
+// is not worth waiting for.
+const requestTimeout = 10 * time.Second
+
 // Request sends req on subject and returns the answer.
 func (e *Engine) Request(ctx context.Context, subject string, req []byte) ([]byte, error) {
+	if !e.nc.IsConnected() {
+		// A request now would wait in the reconnect buffer.
+		return nil, ErrUnreachable
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	m, err := e.nc.RequestWithContext(ctx, subject, req)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return nil, ErrNoResponder
@@ -51,3 +66,6 @@ func (e *Engine) Request(ctx context.Context, subject string, req []byte) ([]byt
 	}
 	return m.Data, nil
 }
+
+// Connected reports whether the engine can be reached now.
+func (e *Engine) Connected() bool { return e.nc.IsConnected() }

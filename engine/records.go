@@ -211,6 +211,11 @@ func (r *Records) Watch(ctx context.Context, from uint64, fn func(id int64, data
 // Get returns run id's record and its revision; ErrNotFound if there is
 // none.
 func (r *Records) Get(ctx context.Context, id int64) ([]byte, uint64, error) {
+	if !r.e.nc.IsConnected() {
+		return nil, 0, ErrUnreachable
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	e, err := r.kv.Get(ctx, runKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, 0, ErrNotFound

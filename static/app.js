@@ -815,6 +815,9 @@
     // time, a size cap and a time budget), which says which lines match;
     // the browser's own engine could hang the tab on a pathological one.
     async find(q) {
+      // Every search, local or not, outdates those still waiting for the
+      // server: their answers must not add to this one's matches.
+      const token = (this.searchToken = {});
       this.query = q;
       const regex = this.regexBtn.getAttribute('aria-pressed') === 'true';
       const matchCase = this.caseBtn.getAttribute('aria-pressed') === 'true';
@@ -823,17 +826,19 @@
       this.matchList = []; this.matchNums = this.query ? new Set() : null; this.cur = -1; this.truncated = false;
       this.serverSearch = !!this.query && (regex || this.first > 1 || this.detached);
       if (this.serverSearch) {
-        const token = (this.searchToken = {});
         const r = await fetch(`${this.searchURL}?q=${encodeURIComponent(regex ? 're:' + q : q)}${matchCase ? '&case=1' : ''}&limit=1000`);
         if (token !== this.searchToken) return; // a newer search started
         if (!r.ok) {
           let msg = 'search failed';
           try { msg = (await r.json()).error || msg; } catch { /* not JSON */ }
+          if (token !== this.searchToken) return;
           this.countEl.textContent = msg.replace(/^q: /, '');
           this.schedule();
           return;
         }
-        for (const l of (await r.text()).split('\n')) {
+        const body = await r.text();
+        if (token !== this.searchToken) return;
+        for (const l of body.split('\n')) {
           if (!l) continue;
           const m = JSON.parse(l);
           if (m.done) this.truncated = m.truncated; else this.addMatch(m.line);
