@@ -39,6 +39,10 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 	if r.Progress != nil {
 		out.Progress = api.Progress(*r.Progress)
 	}
+	if r.Wait != nil && r.State == jobs.Queued {
+		w := api.Wait(*r.Wait)
+		out.Wait = &w
+	}
 	if r.StartedAt != nil && r.FinishedAt != nil {
 		d := r.Duration(now).Milliseconds()
 		out.DurationMS = &d

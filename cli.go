@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/shiplog/shiplog/api"
 )
@@ -112,6 +113,9 @@ func describeRun(r *api.Run) string {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, " — %s", r.Error)
+	}
+	if r.Wait != nil && r.State == api.Queued {
+		fmt.Fprintf(&b, " — %s", r.Wait.Describe(time.Now()))
 	}
 	return b.String()
 }

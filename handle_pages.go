@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/shiplog/shiplog/api"
 	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/static"
 	"github.com/shiplog/shiplog/streams"
@@ -77,6 +78,10 @@ func toView(r *jobs.Run) views.Run {
 	}
 	if r.Progress != nil {
 		v.HasProgress, v.Percent, v.Message = true, r.Progress.Percent, r.Progress.Message
+	}
+	if r.Wait != nil && r.State == jobs.Queued {
+		w := api.Wait(*r.Wait)
+		v.Waiting = w.Describe(time.Now())
 	}
 	keys := make([]string, 0, len(r.Params))
 	for k := range r.Params {

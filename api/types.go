@@ -5,7 +5,12 @@
 // same endpoints for other languages.
 package api
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // State is where a run is in its life.
 type State string
@@ -48,6 +53,21 @@ type Run struct {
 	Log      *Log     `json:"log,omitempty"`
 	Links    Links    `json:"links"`
 	Progress Progress `json:"progress"`
+	// Wait is there while the run is queued: what it waits for.
+	Wait *Wait `json:"wait,omitempty"`
+}
+
+// Wait says why a queued run has not started: its place in line, and the
+// lock another run holds or, with no Lock, a free slot (the server's
+// max_concurrent_runs).
+type Wait struct {
+	Position int    `json:"position"` // 1: next to start
+	Lock     string `json:"lock,omitempty"`
+	// The run holding Lock: its id, who triggered it and when it started
+	// (absent for a moment while it starts).
+	Holder      int64      `json:"holder,omitempty"`
+	HolderBy    string     `json:"holder_by,omitempty"`
+	HolderSince *time.Time `json:"holder_since,omitempty"`
 }
 
 // Progress is the latest ::progress:: a run reported.
@@ -122,4 +142,44 @@ type TriggerRequest struct {
 type ErrorBody struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"` // the parameter at fault, if any
+}
+
+// Describe says what the run waits for, as people read it: "2nd in line,
+// waiting for lock deploy-production, held by #41 (alice, running for
+// 3m12s)" or "next in line, waiting for a free slot".
+func (w *Wait) Describe(now time.Time) string {
+	place := "next in line"
+	if w.Position > 1 {
+		place = ordinal(w.Position) + " in line"
+	}
+	if w.Lock == "" {
+		return place + ", waiting for a free slot"
+	}
+	s := fmt.Sprintf("%s, waiting for lock %s, held by #%d", place, w.Lock, w.Holder)
+	var who []string
+	if w.HolderBy != "" {
+		who = append(who, w.HolderBy)
+	}
+	if w.HolderSince != nil {
+		who = append(who, "running for "+now.Sub(*w.HolderSince).Truncate(time.Second).String())
+	}
+	if len(who) > 0 {
+		s += " (" + strings.Join(who, ", ") + ")"
+	}
+	return s
+}
+
+func ordinal(n int) string {
+	suffix := "th"
+	if n%100 < 11 || n%100 > 13 {
+		switch n % 10 {
+		case 1:
+			suffix = "st"
+		case 2:
+			suffix = "nd"
+		case 3:
+			suffix = "rd"
+		}
+	}
+	return strconv.Itoa(n) + suffix
 }

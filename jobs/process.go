@@ -114,6 +114,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	snap := t.run.clone()
 	r.mu.Unlock()
 	r.persist(t, snap)
+	r.kick() // the runs waiting for its lock can say since when
 	log.Info("run started", "pid", pgid)
 
 	readDone := make(chan struct{})

@@ -33,9 +33,36 @@ func (r *Runner) dispatch() {
 			r.locks[t.lock] = t.run.ID
 		}
 		r.queue = slices.Delete(r.queue, i, i+1)
+		t.run.Wait = nil
 		r.running++
 		r.wg.Add(1)
 		go r.execute(t)
+	}
+	r.explainWaits()
+}
+
+// explainWaits tells each queued run what it waits for, and stores it
+// where it changed, so that every replica can say why a run has not
+// started. r.mu must be held.
+func (r *Runner) explainWaits() {
+	for i, t := range r.queue {
+		w := &Wait{Position: i + 1}
+		if holder, held := r.locks[t.lock]; t.lock != "" && held {
+			w.Lock, w.Holder = t.lock, holder
+			if h := r.active[holder]; h != nil {
+				w.HolderBy, w.HolderSince = h.run.TriggeredBy, h.run.StartedAt
+			}
+		}
+		if w.same(t.run.Wait) {
+			continue
+		}
+		t.run.Wait = w
+		r.notify(t)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.persistLatest(t)
+		}()
 	}
 }
 

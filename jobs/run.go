@@ -89,6 +89,25 @@ type Annotation struct {
 	EndColumn   int    `json:"end_column,omitempty"`
 }
 
+// Wait says what a queued run waits for: its place in line, and the lock
+// another run holds, or (no Lock) a free slot under max_concurrent_runs.
+type Wait struct {
+	Position int    `json:"position"` // 1: next to start
+	Lock     string `json:"lock,omitempty"`
+	// The run holding Lock: its id, who triggered it and when it started.
+	Holder      int64      `json:"holder,omitempty"`
+	HolderBy    string     `json:"holder_by,omitempty"`
+	HolderSince *time.Time `json:"holder_since,omitempty"`
+}
+
+func (w *Wait) same(o *Wait) bool {
+	if w == nil || o == nil {
+		return w == o
+	}
+	return w.Position == o.Position && w.Lock == o.Lock && w.Holder == o.Holder && w.HolderBy == o.HolderBy &&
+		(w.HolderSince == nil) == (o.HolderSince == nil) && (w.HolderSince == nil || w.HolderSince.Equal(*o.HolderSince))
+}
+
 // Run is the record of one execution of a job.
 type Run struct {
 	ID          int64             `json:"id"`
@@ -104,6 +123,7 @@ type Run struct {
 	QueuedAt    time.Time         `json:"queued_at"`
 	StartedAt   *time.Time        `json:"started_at"`
 	FinishedAt  *time.Time        `json:"finished_at"`
+	Wait        *Wait             `json:"wait,omitempty"` // what a queued run waits for
 	LogBytes    int64             `json:"-"`
 	LogLines    int64             `json:"-"`
 	LogCut      bool              `json:"-"` // cut at the job's max_log_size
@@ -132,6 +152,10 @@ func (r *Run) clone() *Run {
 	if r.Progress != nil {
 		p := *r.Progress
 		c.Progress = &p
+	}
+	if r.Wait != nil {
+		w := *r.Wait
+		c.Wait = &w
 	}
 	return &c
 }

@@ -257,6 +257,22 @@ func (r *Runner) persist(t *task, snap *Run) {
 	r.mu.Unlock()
 }
 
+// persistLatest stores the run as it is when its turn to write comes,
+// unless its final record is stored already.
+func (r *Runner) persistLatest(t *task) {
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	if t.sealed {
+		return
+	}
+	r.mu.Lock()
+	snap := t.run.clone()
+	r.mu.Unlock()
+	if err := r.store.Update(context.Background(), snap); err != nil {
+		r.log.Error("store run", "run_id", snap.ID, "err", err)
+	}
+}
+
 // persistSoon has the run's latest state stored at most once a second:
 // it returns a snapshot for the caller to persist at once, after letting
 // go of r.mu, if the last write is that old; else the write happens when

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
 	log_lines        INTEGER NOT NULL DEFAULT 0,
 	pid              INTEGER NOT NULL DEFAULT 0,
 	log_cut          INTEGER NOT NULL DEFAULT 0,
-	rev              INTEGER NOT NULL DEFAULT 0
+	rev              INTEGER NOT NULL DEFAULT 0,
+	wait             TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -77,7 +78,7 @@ func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
-	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0"} {
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''"} {
 		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
@@ -158,7 +159,7 @@ func (s *Store) sync(ctx context.Context) error {
 func (s *Store) Close() error { return s.db.Close() }
 
 const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
-	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut`
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, wait`
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -276,16 +277,24 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 	if r.ExitCode != nil {
 		exit = *r.ExitCode
 	}
+	wait := ""
+	if r.Wait != nil {
+		b, err := json.Marshal(r.Wait)
+		if err != nil {
+			return fmt.Errorf("encode wait: %w", err)
+		}
+		wait = string(b)
+	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET state=excluded.state, exit_code=excluded.exit_code, error=excluded.error,
 		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
 		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
 		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
-		rev=excluded.rev
+		wait=excluded.wait, rev=excluded.rev
 		WHERE excluded.rev >= runs.rev`,
 		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
-		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, rev)
+		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, wait, rev)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
@@ -302,11 +311,18 @@ func scanRun(sc scanner) (*Run, error) {
 		msg               string
 		queued            int64
 		started, finished sql.NullInt64
+		wait              string
 	)
 	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
-		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut)
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &wait)
 	if err != nil {
 		return nil, err
+	}
+	if wait != "" {
+		r.Wait = &Wait{}
+		if err := json.Unmarshal([]byte(wait), r.Wait); err != nil {
+			return nil, fmt.Errorf("decode wait of run %d: %w", r.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
 		return nil, fmt.Errorf("decode params of run %d: %w", r.ID, err)

@@ -63,6 +63,19 @@
     for (const id of keepOpen) document.getElementById(id)?.setAttribute('open', '');
     keepOpen = [];
   });
+  // The run's state changed: the header refreshes. A change that comes
+  // while the header is being fetched or swapped in (when htmx has no
+  // listener for it: the old element is gone, the new one not yet wired)
+  // is not lost: once the new header has settled, it asks again.
+  let changes = 0, asked = 0;
+  const statusChanged = () => {
+    changes++;
+    document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+  };
+  document.addEventListener('htmx:beforeRequest', (e) => { if (e.detail.elt.id === 'run-head') asked = changes; });
+  document.addEventListener('htmx:afterSettle', (e) => {
+    if (e.detail.elt.id === 'run-head' && asked < changes) document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+  });
   // A filter form's lists apply as soon as one is changed.
   document.addEventListener('change', (e) => {
     const f = e.target.form;
@@ -428,12 +441,12 @@
       const up = () => { if (this.retrying) { this.retrying = false; this.retries = 0; this.schedule(); } };
       es.addEventListener('open', up);
       es.addEventListener('shutdown', () => { this.retrying = true; this.schedule(); });
-      es.addEventListener('status', () => document.body.dispatchEvent(new CustomEvent('shiplog:status')));
+      es.addEventListener('status', () => statusChanged());
       es.addEventListener('end', () => {
         es.close();
         this.finished = true;
         this.root.dataset.finished = 'true';
-        document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+        statusChanged();
         this.schedule();
       });
       es.onerror = () => {
@@ -450,7 +463,7 @@
             if (run && !['queued', 'running'].includes(run.state)) {
               this.finished = true;
               this.root.dataset.finished = 'true';
-              document.body.dispatchEvent(new CustomEvent('shiplog:status'));
+              statusChanged();
               this.schedule();
             } else this.retryLater(es);
           })

@@ -44,6 +44,8 @@ type Run struct {
 	Message     string
 	HasProgress bool
 	RerunOf     int64
+	// Waiting says what a queued run waits for ("" when not queued).
+	Waiting string
 }
 
 // Job is one row of the dashboard.
