@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -233,7 +235,56 @@ func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, value
 		r := recent[i]
 		p.Bars = append(p.Bars, views.Bar{ID: r.ID, State: string(r.State), Seconds: r.Duration(time.Now()).Seconds()})
 	}
-	return p, nil
+	p.Queues, err = s.lockQueues(ctx, j.Name)
+	return p, err
+}
+
+// maxQueued bounds the queued runs a job page reads to draw lock queues.
+const maxQueued = 500
+
+// lockQueues returns the lines of runs waiting for the locks that job's
+// queued runs wait for, with every job's runs in them, first in line
+// first.
+func (s *server) lockQueues(ctx context.Context, job string) ([]views.LockQueue, error) {
+	queued, err := s.runner.List(ctx, jobs.Filter{States: []jobs.State{jobs.Queued}, Limit: maxQueued})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(queued, func(a, b *jobs.Run) int { return cmp.Compare(position(a), position(b)) })
+	var out []views.LockQueue
+	at := map[string]int{}
+	for _, r := range queued {
+		if r.Job == job && r.Wait != nil && r.Wait.Lock != "" {
+			if _, ok := at[r.Wait.Lock]; !ok {
+				at[r.Wait.Lock] = len(out)
+				out = append(out, views.LockQueue{Lock: r.Wait.Lock})
+			}
+		}
+	}
+	now := time.Now()
+	for _, r := range queued {
+		i, ok := -1, false
+		if r.Wait != nil {
+			i, ok = at[r.Wait.Lock]
+		}
+		if !ok {
+			continue
+		}
+		q := &out[i]
+		if q.Holder == 0 {
+			w := api.Wait(*r.Wait)
+			q.Holder, q.HeldBy = w.Holder, w.HeldBy(now)
+		}
+		q.Waiting = append(q.Waiting, toView(r))
+	}
+	return out, nil
+}
+
+func position(r *jobs.Run) int {
+	if r.Wait == nil {
+		return math.MaxInt
+	}
+	return r.Wait.Position
 }
 
 func (s *server) showJob(c echo.Context) error {

@@ -49,6 +49,18 @@ func TestQueuedRunsSayWhatTheyWaitFor(t *testing.T) {
 	if _, _, body := s.do("GET", "/", "", "Accept", "text/html"); !strings.Contains(string(body), "2nd in line, waiting for a free slot") {
 		t.Fatal("the dashboard does not say what the queued run waits for")
 	}
+	// The job page shows the line for its lock: who holds it, who waits.
+	_, _, page := s.do("GET", "/jobs/deploy", "", "Accept", "text/html")
+	_, queue, _ := strings.Cut(string(page), `data-testid="lock-queue"`)
+	queue, _, _ = strings.Cut(queue, "</div>")
+	for _, want := range []string{"<b>deploy-production</b> is held by", fmt.Sprintf(`href="/runs/%d">#%d</a>`, holder.ID, holder.ID), fmt.Sprintf(`href="/runs/%d"`, blocked.ID)} {
+		if !strings.Contains(queue, want) {
+			t.Fatalf("the job page's lock queue lacks %q:\n%s", want, queue)
+		}
+	}
+	if strings.Contains(queue, fmt.Sprintf(`href="/runs/%d"`, slot.ID)) {
+		t.Fatal("a run waiting for a slot is listed in the lock's queue")
+	}
 
 	// The run page says it, and says the new truth when the line moves.
 	ctx := browser(t)

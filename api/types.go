@@ -156,6 +156,15 @@ func (w *Wait) Describe(now time.Time) string {
 		return place + ", waiting for a free slot"
 	}
 	s := fmt.Sprintf("%s, waiting for lock %s, held by #%d", place, w.Lock, w.Holder)
+	if who := w.HeldBy(now); who != "" {
+		s += " (" + who + ")"
+	}
+	return s
+}
+
+// HeldBy says who holds the lock and for how long: "alice, running for
+// 3m12s" ("" when not known).
+func (w *Wait) HeldBy(now time.Time) string {
 	var who []string
 	if w.HolderBy != "" {
 		who = append(who, w.HolderBy)
@@ -163,10 +172,7 @@ func (w *Wait) Describe(now time.Time) string {
 	if w.HolderSince != nil {
 		who = append(who, "running for "+now.Sub(*w.HolderSince).Truncate(time.Second).String())
 	}
-	if len(who) > 0 {
-		s += " (" + strings.Join(who, ", ") + ")"
-	}
-	return s
+	return strings.Join(who, ", ")
 }
 
 func ordinal(n int) string {

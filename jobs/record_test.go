@@ -113,9 +113,20 @@ func TestStoreRebuildsFromRecords(t *testing.T) {
 	if err := a.Update(t.Context(), run); err != nil {
 		t.Fatal(err)
 	}
+	queued, err := a.Get(t.Context(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued.Wait = &Wait{Position: 2, Lock: "deploy-eu", Holder: 1, HolderBy: "ana", HolderSince: &started}
+	if err := a.Update(t.Context(), queued); err != nil {
+		t.Fatal(err)
+	}
 	b := openStore(t, "", recs)
 	if got, want := allRuns(t, b), allRuns(t, a); !reflect.DeepEqual(got, want) {
 		t.Fatalf("new replica has\n%+v\nwant\n%+v", got, want)
+	}
+	if got, err := b.Get(t.Context(), 3); err != nil || !got.Wait.same(queued.Wait) {
+		t.Fatalf("new replica: run 3 waits for %+v (%v), want %+v", got.Wait, err, queued.Wait)
 	}
 
 	// Pruned through a: gone from the records, and from b's database when

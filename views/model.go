@@ -99,7 +99,16 @@ type JobPage struct {
 	Older       string // URL of the next page of history, if any
 	Newer       string
 	Bars        []Bar
+	Queues      []LockQueue // the lines for the locks this job's queued runs wait for
 	Session     Session
+}
+
+// LockQueue is the line of runs waiting for a lock, and who holds it.
+type LockQueue struct {
+	Lock    string
+	Holder  int64
+	HeldBy  string // "alice, running for 3m12s"
+	Waiting []Run  // first in line first
 }
 
 // Annotation is a notice, warning or error of a run.
