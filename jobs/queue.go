@@ -159,8 +159,9 @@ func (r *Runner) Cancel(ctx context.Context, id int64, by string) error {
 	}
 	if t.run.State.Finished() || t.ended != "" {
 		// Finishing: its final record may be out already.
+		state := cmp.Or(t.ended, t.run.State)
 		r.mu.Unlock()
-		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, cmp.Or(t.ended, t.run.State))
+		return fmt.Errorf("%w: #%d is %s", ErrFinished, id, state)
 	}
 	t.halt(Canceled, why)
 	r.mu.Unlock()
