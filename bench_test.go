@@ -92,12 +92,7 @@ jobs:
 `, self, gate)
 	cfgPath := filepath.Join(dir, "shiplog.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(b)
 	cmd := exec.Command(bin, append([]string{"--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data"), "--log-level", "warn", "--max-streams-per-client", "0", "--max-triggers-per-minute", "0"}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -643,12 +638,7 @@ func BenchmarkLoad(b *testing.B) {
 	// a replica that copies its log from the engine, against viewers of the
 	// same run on the node itself, at 1,000 lines/s.
 	if part("replica") {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		engineAddr := ln.Addr().String()
-		ln.Close()
+		engineAddr := freeAddr(b)
 		token := filepath.Join(b.TempDir(), "token")
 		if err := os.WriteFile(token, []byte("bench-token"), 0o600); err != nil {
 			b.Fatal(err)

@@ -263,10 +263,10 @@ func (s *server) lockQueues(ctx context.Context, job string) ([]views.LockQueue,
 	}
 	now := time.Now()
 	for _, r := range queued {
-		i, ok := -1, false
-		if r.Wait != nil {
-			i, ok = at[r.Wait.Lock]
+		if r.Wait == nil {
+			continue
 		}
+		i, ok := at[r.Wait.Lock]
 		if !ok {
 			continue
 		}

@@ -96,6 +96,18 @@ func startServer(t *testing.T, yaml string, tweaks ...func(*Config)) *testServer
 	return nil
 }
 
+// freeAddr returns a loopback address no one listens on now, for a
+// process the test starts to listen on.
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // writeConfig writes config yaml, with $$GATE replaced by a gate directory,
 // into a new directory, for a server in or out of process.
 func writeConfig(t *testing.T, yaml string) (dir, cfgPath, gate string) {

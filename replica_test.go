@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,12 +37,7 @@ jobs:
 // listening for replicas with a token, and n replicas that join it.
 func startCluster(t *testing.T, n int) (runner *testServer, replicas []*testServer, join func(*Config)) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	token := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(token, []byte("s3cret-engine-token\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -271,6 +271,9 @@ func (r *Runner) persistLatest(t *task) {
 	if err := r.store.Update(context.Background(), snap); err != nil {
 		r.log.Error("store run", "run_id", snap.ID, "err", err)
 	}
+	r.mu.Lock()
+	t.persisted = time.Now()
+	r.mu.Unlock()
 }
 
 // persistSoon has the run's latest state stored at most once a second:
@@ -290,9 +293,8 @@ func (r *Runner) persistSoon(t *task) *Run {
 	time.AfterFunc(time.Second-since, func() {
 		r.mu.Lock()
 		t.flushing = false
-		snap := t.run.clone()
 		r.mu.Unlock()
-		r.persist(t, snap)
+		r.persistLatest(t)
 	})
 	return nil
 }
