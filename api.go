@@ -20,6 +20,7 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 		Error:       r.Error,
 		Annotations: make([]api.Annotation, 0, len(r.Annotations)),
 		TriggeredBy: r.TriggeredBy,
+		Node:        r.Node,
 		RerunOf:     r.RerunOf,
 		QueuedAt:    r.QueuedAt,
 		StartedAt:   r.StartedAt,

@@ -15,21 +15,23 @@ import (
 	"github.com/shiplog/shiplog/streams"
 )
 
-// logCopies keeps a replica's copies of the logs that the node running
-// jobs writes: a run's log is copied from the engine, byte for byte with
-// its index and times, when someone first asks for it, and the copy grows
-// as the run writes. The tailer and readers then serve the copy as they
-// serve a local log. One engine subscription per run being copied, however
-// many watch it: the hub fans the copy out.
+// logCopies keeps this node's copies of the logs of runs that run on
+// other nodes (or are still queued): a run's log is copied from the
+// engine, byte for byte with its index and times, when someone first asks
+// for it, and the copy grows as the run writes. The tailer and readers
+// then serve the copy as they serve a local log. One engine subscription
+// per run being copied, however many watch it: the hub fans the copy out.
 type logCopies struct {
 	ctx    context.Context
 	eng    *engine.Engine
 	hub    *streams.Hub
 	runner *jobs.Runner
+	node   string
 	log    *slog.Logger
 
 	mu      sync.Mutex
 	copying map[int64]*logCopy
+	pending map[int64]bool // queued runs to copy if they run elsewhere (see later)
 	wg      sync.WaitGroup
 }
 
@@ -51,18 +53,70 @@ func (lc *logCopy) wrote(size int64) {
 	lc.mu.Unlock()
 }
 
-func newLogCopies(ctx context.Context, eng *engine.Engine, hub *streams.Hub, runner *jobs.Runner, log *slog.Logger) *logCopies {
-	return &logCopies{ctx: ctx, eng: eng, hub: hub, runner: runner, log: log, copying: map[int64]*logCopy{}}
+func newLogCopies(ctx context.Context, eng *engine.Engine, hub *streams.Hub, runner *jobs.Runner, node string, log *slog.Logger) *logCopies {
+	return &logCopies{ctx: ctx, eng: eng, hub: hub, runner: runner, node: node, log: log, copying: map[int64]*logCopy{}, pending: map[int64]bool{}}
 }
 
-// have makes sure run's log is here, or on its way: a running run's copy
-// grows as the run writes (readers follow it, as they follow a local
-// log); a finished run's is complete when have returns. A nil logCopies
-// (the node that runs jobs) has every log.
-func (c *logCopies) have(ctx context.Context, run *jobs.Run) error {
-	if c == nil {
+// later is for a queued run that this node may run: its readers follow
+// the local log file, which this node's runner writes if it takes the
+// run; if another node does, a copy fills the file instead, from the
+// moment the run leaves the queue.
+func (c *logCopies) later(id int64) error {
+	path := c.runner.LogPath(id)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	f.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[id] {
 		return nil
 	}
+	c.pending[id] = true
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.pending, id)
+			c.mu.Unlock()
+		}()
+		for {
+			changed := c.runner.Watch(id)
+			run, err := c.runner.Get(c.ctx, id)
+			if err != nil {
+				return // pruned
+			}
+			if run.State != jobs.Queued {
+				if run.Node == c.node {
+					return // this node's runner writes it
+				}
+				lc, err := c.start(run)
+				switch {
+				case err != nil:
+					c.log.Error("copy log from the engine", "run_id", id, "err", err)
+				case lc == nil:
+					// Whole already: it ended before it started (canceled
+					// while queued).
+					c.hub.Finish(streams.Key(id), run.LogBytes)
+				}
+				return
+			}
+			select {
+			case <-changed:
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// have makes sure the copy of run's log is here, or on its way: a
+// running run's copy grows as the run writes (readers follow it, as they
+// follow a local log); a finished run's is complete when have returns.
+func (c *logCopies) have(ctx context.Context, run *jobs.Run) error {
 	lc, err := c.start(run)
 	if err != nil || lc == nil || !run.State.Finished() {
 		return err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -54,4 +56,30 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// nodeName names this process in the records of the runs it runs: the
+// host's name and an id kept in the data dir, so the name is the same
+// after a restart (the node settles its own runs) and differs between
+// two data dirs on one host.
+func nodeName(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	id, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b := make([]byte, 3)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("make a node id: %w", err)
+		}
+		id = []byte(hex.EncodeToString(b))
+		if err := os.WriteFile(path, id, 0o640); err != nil {
+			return "", fmt.Errorf("keep the node id: %w", err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("read the node id: %w", err)
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	return host + "-" + strings.TrimSpace(string(id)), nil
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/shiplog/shiplog/jobs"
 )
 
 // Every run's log reaches the engine, each byte once; logs written before
@@ -17,7 +20,23 @@ func TestRunLogsReachTheEngine(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(data, "logs"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(data, "logs", "900.log"), []byte(before), 0o640); err != nil {
+	// A run as a shiplog from before the engine recorded it: in its
+	// database alone.
+	old, err := jobs.OpenStore(t.Context(), filepath.Join(data, "shiplog.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &jobs.Run{Job: "mixed", Params: map[string]string{}, State: jobs.Queued, QueuedAt: time.Now().Truncate(time.Millisecond)}
+	if err := old.Insert(t.Context(), run); err != nil {
+		t.Fatal(err)
+	}
+	finished := run.QueuedAt.Add(time.Second)
+	run.State, run.StartedAt, run.FinishedAt, run.LogBytes, run.LogLines = jobs.Succeeded, &run.QueuedAt, &finished, int64(len(before)), 1000
+	if err := old.Update(t.Context(), run); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if err := os.WriteFile(filepath.Join(data, "logs", fmt.Sprintf("%d.log", run.ID)), []byte(before), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, `
@@ -28,8 +47,8 @@ jobs:
       seq 1 20000
       printf 'no newline at the end'
 `, func(c *Config) { c.DataDir = data })
-	run := s.trigger("mixed", nil)
-	final := s.waitRun(run.ID, isFinished)
+	triggered := s.trigger("mixed", nil)
+	final := s.waitRun(triggered.ID, isFinished)
 	want := int64(len(before)) + final.Log.Bytes
 	s.waitMetric(fmt.Sprintf("shiplog_log_shipped_bytes_total %d", want))
 	s.waitMetric("shiplog_log_shipments 0")

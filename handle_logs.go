@@ -111,11 +111,24 @@ func logGone(run *jobs.Run, path string) error {
 
 // logOf returns the path of run's log, once it is here to be read (on a
 // replica, a finished run's copy is whole first), or why it is not.
+//
+// The log of a run this node runs or ran is its own file; any other run's
+// is a copy from the engine, in the same place. A queued run that this
+// node may run is read from that file at once, and copied into it only
+// if another node takes it.
 func (s *server) logOf(c echo.Context, run *jobs.Run) (string, error) {
-	if err := s.copies.have(c.Request().Context(), run); err != nil {
-		return "", err
-	}
 	path := s.runner.LogPath(run.ID)
+	switch {
+	case run.Node == s.node && run.State != jobs.Queued:
+	case run.State == jobs.Queued && s.runner.RunsJob(run.Job):
+		if err := s.copies.later(run.ID); err != nil {
+			return "", err
+		}
+	default:
+		if err := s.copies.have(c.Request().Context(), run); err != nil {
+			return "", err
+		}
+	}
 	return path, logGone(run, path)
 }
 

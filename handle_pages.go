@@ -76,7 +76,7 @@ func toView(r *jobs.Run) views.Run {
 	v := views.Run{
 		ID: r.ID, Job: r.Job, State: string(r.State), Finished: r.State.Finished(), TriggeredBy: r.TriggeredBy,
 		QueuedAt: r.QueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
-		Error: r.Error, RerunOf: r.RerunOf,
+		Error: r.Error, RerunOf: r.RerunOf, Node: r.Node,
 	}
 	if r.Progress != nil {
 		v.HasProgress, v.Percent, v.Message = true, r.Progress.Percent, r.Progress.Message
@@ -204,6 +204,9 @@ func (s *server) showRuns(c echo.Context) error {
 
 func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, values map[string]string, perr *jobs.ParamError) (views.JobPage, error) {
 	p := views.JobPage{Name: j.Name, Description: j.Description, Confirm: j.Confirm, Lock: j.Lock, Session: s.session(c)}
+	if j.Zone != jobs.DefaultZone {
+		p.Zone = j.Zone
+	}
 	if j.Timeout > 0 {
 		p.Timeout = j.Timeout.String()
 	}

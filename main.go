@@ -12,9 +12,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/shiplog/shiplog/jobs"
 )
 
 func main() {
+	jobs.Watchdog() // if this process is one, it runs and exits here
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -48,6 +51,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return serve(ctx, cfg, stderr)
+	case "runner":
+		cfg, err := parseRunnerFlags(args, stderr)
+		if err != nil {
+			return err
+		}
+		return runRunner(ctx, cfg, stderr)
 	case "run":
 		return exitFor(cliRun(ctx, args, stdout, stderr))
 	case "status":
@@ -109,6 +118,8 @@ const usage = `shiplog: deploy jobs, watch their logs live, poll their status.
 
 Server:
   shiplog [serve] [--addr 127.0.0.1:8080] [--config shiplog.yaml] [--data ./shiplog-data]
+  shiplog runner --nats URL [--zone default] [--config shiplog.yaml] [--data ./shiplog-runner]
+                                                 run the jobs of a zone from the engine's queue; no pages
 
 Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
   shiplog run JOB [-p KEY=VALUE]... [--follow]   trigger a run; --follow streams its log and exits with its outcome

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/jobs"
 	"github.com/shiplog/shiplog/sse"
 )
 
@@ -336,6 +337,7 @@ func linesOf(data []byte) []string {
 }
 
 func TestMain(m *testing.M) {
+	jobs.Watchdog()
 	// The test binary doubles as shiplog itself, so tests can run the
 	// real program as a child process and kill it (see startChild).
 	if v := os.Getenv("SHIPLOG_TEST_MAIN"); v != "" {

@@ -49,11 +49,11 @@ func (s *server) getMetrics(c echo.Context) error {
 	for _, st := range jobs.States {
 		fmt.Fprintf(&b, "shiplog_runs{state=%q} %d\n", st, counts[st])
 	}
-	fmt.Fprintf(&b, "# HELP shiplog_queue_length Runs waiting to start.\n# TYPE shiplog_queue_length gauge\nshiplog_queue_length %d\n", s.runner.QueueLength())
+	fmt.Fprintf(&b, "# HELP shiplog_queue_length Runs waiting to start.\n# TYPE shiplog_queue_length gauge\nshiplog_queue_length %d\n", s.runner.QueueLength(c.Request().Context()))
 	fmt.Fprintf(&b, "# HELP shiplog_active_streams Open event streams.\n# TYPE shiplog_active_streams gauge\nshiplog_active_streams %d\n", s.activeStreams.Load())
 	fmt.Fprintf(&b, "# HELP shiplog_active_searches Log searches running.\n# TYPE shiplog_active_searches gauge\nshiplog_active_searches %d\n", s.activeSearches.Load())
 	if s.engine != nil {
-		fmt.Fprintf(&b, "# HELP shiplog_log_copies Logs this replica is copying from the engine: one engine subscription each.\n# TYPE shiplog_log_copies gauge\nshiplog_log_copies %d\n", s.copies.Active())
+		fmt.Fprintf(&b, "# HELP shiplog_log_copies Logs of runs on other nodes that this one is copying from the engine: one engine subscription each.\n# TYPE shiplog_log_copies gauge\nshiplog_log_copies %d\n", s.copies.Active())
 	}
 	if s.shipper != nil {
 		fmt.Fprintf(&b, "# HELP shiplog_log_shipments Logs being sent to the engine: of running runs, and of finished ones not all in yet.\n# TYPE shiplog_log_shipments gauge\nshiplog_log_shipments %d\n", s.shipper.Active())

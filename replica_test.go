@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,6 +32,14 @@ jobs:
       seq 1 100000
   quick:
     run: echo "$SHIPLOG_RUN_ID"
+` + farJob
+
+// farJob runs only on runners of zone prod.
+const farJob = `
+  far:
+    zone: prod
+    lock: far-away
+    run: echo "far $SHIPLOG_RUN_ID"
 `
 
 // startCluster starts the node that embeds the engine and runs jobs,
@@ -209,6 +218,11 @@ func TestReplicaFlags(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--nats", "nats://127.0.0.1:4222", "--nats-listen", "127.0.0.1:4222"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("--nats with --nats-listen was accepted")
 	}
+	for _, args := range [][]string{{}, {"--nats", "nats://127.0.0.1:4222", "--zone", "none"}, {"--nats", "nats://127.0.0.1:4222", "extra"}} {
+		if _, err := parseRunnerFlags(args, io.Discard); err == nil {
+			t.Errorf("shiplog runner %q was accepted", args)
+		}
+	}
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "token")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
@@ -222,9 +236,9 @@ func TestReplicaFlags(t *testing.T) {
 	}
 }
 
-// With the node that runs jobs gone, a replica still shows the history
-// and the logs it has copied, and says plainly what it cannot do: start
-// or cancel runs, or serve a log it never copied.
+// With the node that embeds the engine gone, a replica still shows the
+// history and the logs it has copied, and says plainly what it cannot do:
+// start runs, or serve a log it never copied.
 func TestReplicaWithoutItsRunner(t *testing.T) {
 	a, rs, _ := startCluster(t, 1)
 	b := rs[0]
@@ -245,12 +259,86 @@ func TestReplicaWithoutItsRunner(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, path, want string }{
 		{"GET", fmt.Sprintf("/api/runs/%d/log", unseen.ID), "cannot be reached"},
-		{"POST", "/api/jobs/quick/runs", "no runner answers"},
-		{"POST", fmt.Sprintf("/api/runs/%d/rerun", seen.ID), "no runner answers"},
+		{"POST", "/api/jobs/quick/runs", "cannot be reached"},
+		{"POST", fmt.Sprintf("/api/runs/%d/rerun", seen.ID), "cannot be reached"},
 	} {
 		code, hdr, body := b.do(tc.method, tc.path, "{}")
 		if code != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(tc.want)) || hdr.Get("Retry-After") == "" {
 			t.Errorf("%s %s on B without the engine: %d %s (Retry-After %q), want 503 saying %q", tc.method, tc.path, code, body, hdr.Get("Retry-After"), tc.want)
 		}
+	}
+}
+
+// A job of another zone waits in the queue until a runner of its zone
+// joins the engine (shiplog runner, no pages), which runs it; every
+// dashboard then serves its log, copied from the engine.
+func TestRunnerRunsItsZone(t *testing.T) {
+	a, rs, join := startCluster(t, 1)
+	b := rs[0]
+	var engineCfg Config
+	join(&engineCfg)
+	far := b.trigger("far", nil)
+	if w := b.waitRun(far.ID, func(r *api.Run) bool { return r.Wait != nil }).Wait; w.Position != 1 {
+		t.Fatalf("the run of zone prod, with no runner of it yet, waits for %+v", w)
+	}
+	// Canceled while queued, through another node: its (empty) log ends
+	// there, so a viewer who was waiting for it on B sees the end.
+	dropped := b.trigger("far", nil)
+	viewed := make(chan sseResult, 1)
+	go func() { viewed <- b.inBackground().events(fmt.Sprintf("/api/runs/%d/events", dropped.ID), 0) }()
+	b.waitMetric("shiplog_log_copies 1")
+	if code, _, body := a.do("POST", fmt.Sprintf("/api/runs/%d/cancel", dropped.ID), ""); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("cancel of a queued run through A: %d %s", code, body)
+	}
+	if r := b.waitRun(dropped.ID, isFinished); r.State != api.Canceled {
+		t.Fatalf("the queued run canceled through A is %s", r.State)
+	}
+	select {
+	case res := <-viewed:
+		if !res.ended || len(res.lines) != 0 {
+			t.Fatalf("the viewer of the canceled queued run on B: ended %v, %d lines", res.ended, len(res.lines))
+		}
+	case <-time.After(deadline):
+		t.Fatal("the viewer of the canceled queued run on B never saw its end")
+	}
+	if code, _, body := b.do("GET", fmt.Sprintf("/api/runs/%d/log", dropped.ID), ""); code != http.StatusOK || len(body) != 0 {
+		t.Fatalf("log of the canceled queued run through B: %d %q", code, body)
+	}
+
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "shiplog.yaml")
+	if err := os.WriteFile(cfgPath, []byte("jobs:"+farJob), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"runner", "--nats", engineCfg.NATS, "--nats-token-file", engineCfg.NATSTokenFile,
+			"--zone", "prod", "--config", cfgPath, "--data", filepath.Join(dir, "data")}, io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shiplog runner: %v\n%s", err, stderr.String())
+		}
+	}()
+
+	got := b.waitRun(far.ID, isFinished)
+	if got.State != api.Succeeded || got.Node == "" {
+		t.Fatalf("the run of zone prod: %s on %q", got.State, got.Node)
+	}
+	if mine := a.waitRun(far.ID, isFinished); mine.Node != got.Node {
+		t.Fatalf("A says it ran on %q, B on %q", mine.Node, got.Node)
+	}
+	for _, s := range []*testServer{a, b} {
+		if code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/log", far.ID), ""); code != http.StatusOK || string(body) != fmt.Sprintf("far %d\n", far.ID) {
+			t.Fatalf("log through %s: %d %q", s.URL, code, body)
+		}
+	}
+	// The page says where it ran.
+	_, _, page := b.do("GET", fmt.Sprintf("/runs/%d", far.ID), "", "Accept", "text/html")
+	if !bytes.Contains(page, []byte(`data-testid="run-node">`+got.Node+"<")) {
+		t.Fatal("the run page does not say which node ran the run")
 	}
 }

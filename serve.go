@@ -64,6 +64,9 @@ type Config struct {
 	NATSListen    string
 	NATS          string
 	NATSTokenFile string
+	// Zone is the zone whose jobs this process runs: "default" if empty
+	// with the embedded engine, none if empty with NATS or "none".
+	Zone string
 	// Listener, when set, is used instead of listening on Addr (tests).
 	Listener net.Listener
 	// Ready, when set, receives the server's base URL once it serves.
@@ -98,6 +101,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	proxies := fs.String("trusted-proxies", envOr("SHIPLOG_TRUSTED_PROXIES", ""), "addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed, comma-separated (env SHIPLOG_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", envOr("SHIPLOG_NATS_LISTEN", ""), "also let replicas reach the embedded engine at this host:port; not on loopback only with --nats-token-file (env SHIPLOG_NATS_LISTEN)")
 	fs.StringVar(&cfg.NATS, "nats", envOr("SHIPLOG_NATS", ""), "join the engine at this URL (nats://host:4222) as a replica: it runs no jobs, the node that embeds the engine does (env SHIPLOG_NATS)")
+	fs.StringVar(&cfg.Zone, "zone", envOr("SHIPLOG_ZONE", ""), "run the jobs of this zone here (default: \"default\" with the embedded engine, none with --nats; \"none\": run nothing) (env SHIPLOG_ZONE)")
 	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", envOr("SHIPLOG_NATS_TOKEN_FILE", ""), "file holding the token replicas and the engine share (env SHIPLOG_NATS_TOKEN_FILE)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
@@ -173,92 +177,23 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		}
 		log.Warn("serving without tokens on a network address (--insecure): anyone who can reach it can run jobs", "addr", addr)
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	logDir := filepath.Join(cfg.DataDir, "logs")
-	if err := os.MkdirAll(logDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	sessions, err := access.LoadSessions(filepath.Join(cfg.DataDir, "session.key"), sessionTTL)
-	if err != nil {
-		return err
-	}
-	token, err := readToken(cfg.NATSTokenFile)
-	if err != nil {
-		return err
-	}
-	// The engine: embedded by default, its store under the data dir and
-	// no listener; or the one a replica joins.
-	eng, err := engine.Start(ctx, engine.Config{
-		Dir: filepath.Join(cfg.DataDir, "engine"), Listen: cfg.NATSListen, URL: cfg.NATS, Token: token, Logger: log,
+	hub := streams.NewHub(log)
+	durations := newDurations()
+	n, err := openNode(ctx, cfg, jobCfg, log, nodeHooks{
+		closed:   func(id, size int64) { hub.Finish(streams.Key(id), size) },
+		finished: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
 	})
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
-	replica := cfg.NATS != ""
-	if u := eng.ClientURL(); u != "" {
-		log.Info("replicas may join the engine", "nats", u)
-	}
-	if replica {
-		log.Info("joined the engine as a replica: jobs run on the node that embeds it", "nats", cfg.NATS)
-	}
-	// Run records live in the engine; the database is its projection.
-	store, err := jobs.OpenStore(ctx, filepath.Join(cfg.DataDir, "shiplog.db"), eng.Records())
+	defer n.close()
+	sessions, err := access.LoadSessions(filepath.Join(cfg.DataDir, "session.key"), sessionTTL)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	shipCtx, stopShipping := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopShipping()
-	hub := streams.NewHub(log)
-	durations := newDurations()
-	var (
-		runner  *jobs.Runner
-		shipper *engine.Shipper
-		copies  *logCopies
-	)
-	if replica {
-		// Runs happen on the node that embeds the engine; this replica
-		// shows them, from the records and from copies of their logs.
-		runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{LogDir: logDir, Logger: log, Remote: eng})
-		copies = newLogCopies(shipCtx, eng, hub, runner, log)
-	} else {
-		shipper = eng.Shipper(shipCtx, func(id int64) string { return runner.LogPath(id) })
-		runner = jobs.NewRunner(jobCfg, store, jobs.RunnerOptions{
-			LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
-			OnLogGrew: shipper.Grew,
-			OnLogClosed: func(id, size int64) {
-				hub.Finish(streams.Key(id), size)
-				shipper.Finish(id, size)
-			},
-			OnPruned: func(ids []int64) {
-				if err := eng.PurgeLogs(shipCtx, ids); err != nil {
-					log.Error("purge pruned logs from the engine", "err", err)
-				}
-			},
-			OnFinish: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
-		})
-		if err := runner.Recover(ctx); err != nil {
-			return err
-		}
-		// Logs complete before this start (no run is running yet) that the
-		// engine may not have whole.
-		complete, err := logSizes(logDir)
-		if err != nil {
-			return err
-		}
-		shipper.Backfill(complete)
-		if err := runner.ServeActions(shipCtx, eng); err != nil {
-			return err
-		}
-	}
-	// Changes made by any node reach this one's database, pages and
-	// long polls; a run pruned anywhere leaves this data dir too.
-	go store.Follow(shipCtx, runner.RemoveLog, func(err error) { log.Error("follow run records", "err", err) })
+	eng, runner, shipper := n.eng, n.runner, n.shipper
+	copies := newLogCopies(n.shipCtx, eng, hub, runner, n.name, log) //nolint:contextcheck // see openNode
+	n.follow(nil)
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -279,7 +214,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		srv.publicOrigin = u.Scheme + "://" + u.Host
 	}
 	srv.durations = durations
-	srv.engine, srv.shipper, srv.copies = eng, shipper, copies
+	srv.engine, srv.shipper, srv.copies, srv.node = eng, shipper, copies, n.name
 	ln = limitConnections(ln, connectionCap(cfg.MaxConnections, raiseFileLimit()), log)
 	httpSrv := &http.Server{
 		Handler:           srv.routes(),
@@ -328,16 +263,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		stopRunner()
 		<-runnerDone
 		hub.Close()
-		if shipper != nil {
-			shipped := make(chan struct{})
-			go func() { shipper.Wait(); close(shipped) }()
-			select {
-			case <-shipped:
-			case <-time.After(5 * time.Second):
-				log.Warn("logs not all in the engine after 5s; the rest goes at the next start")
-			}
-		}
-		stopShipping()
+		n.stopShipping()
 		copies.Wait()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -387,4 +313,11 @@ func readToken(path string) (string, error) {
 		return "", fmt.Errorf("--nats-token-file %s is empty", path)
 	}
 	return token, nil
+}
+
+// engineQueue is the engine as the runner's queue.
+type engineQueue struct{ *engine.Engine }
+
+func (q engineQueue) Take(ctx context.Context, zone string, room func() bool, roomed <-chan struct{}, take func(jobs.Lease)) error {
+	return q.Engine.Take(ctx, zone, room, roomed, func(l *engine.Lease) { take(l) })
 }

@@ -42,7 +42,8 @@ type server struct {
 	durations      *durations
 	engine         *engine.Engine
 	shipper        *engine.Shipper // sends this process's run logs to the engine
-	copies         *logCopies      // a replica's copies of the runner's logs; nil on the runner's node
+	copies         *logCopies      // copies of the logs of runs not run here
+	node           string          // names this process in the records of the runs it runs
 
 	hosts          *hostPolicy  // nil: any Host (tests that build a server by hand)
 	publicOrigin   string       // scheme://host of --public-url, if given
@@ -127,7 +128,8 @@ func errorStatus(err error) (status int, msg, field string) {
 		return http.StatusConflict, err.Error(), ""
 	case errors.Is(err, jobs.ErrNoSpace):
 		return http.StatusInsufficientStorage, err.Error(), ""
-	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, jobs.ErrNoRunner), errors.Is(err, streams.ErrClosed):
+	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, jobs.ErrNoRunner), errors.Is(err, streams.ErrClosed),
+		errors.Is(err, engine.ErrUnreachable):
 		return http.StatusServiceUnavailable, err.Error(), ""
 	case errors.As(err, &he):
 		msg := strings.ToLower(http.StatusText(he.Code))

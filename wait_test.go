@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -86,4 +87,31 @@ func TestQueuedRunsSayWhatTheyWaitFor(t *testing.T) {
 	}
 	s.release(blocked.ID)
 	s.release(slot.ID)
+}
+
+// Someone watching a queued run that is canceled before it starts sees
+// its stream end, and the (empty) log is whole.
+func TestViewerOfACanceledQueuedRunSeesItsEnd(t *testing.T) {
+	s := startServer(t, "max_concurrent_runs: 1\njobs:\n  deploy:\n    env: {GATE: $$GATE}\n    run: |"+gateScript)
+	holder := s.trigger("deploy", nil)
+	s.waitRun(holder.ID, isWaiting)
+	queued := s.trigger("deploy", nil)
+	viewed := make(chan sseResult, 1)
+	go func() { viewed <- s.inBackground().events(fmt.Sprintf("/api/runs/%d/events", queued.ID), 0) }()
+	s.waitMetric("shiplog_active_streams 1")
+	if code, _, body := s.do("POST", fmt.Sprintf("/api/runs/%d/cancel", queued.ID), ""); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("cancel: %d %s", code, body)
+	}
+	select {
+	case res := <-viewed:
+		if !res.ended || len(res.lines) != 0 {
+			t.Fatalf("the viewer of the canceled queued run: ended %v, %d lines", res.ended, len(res.lines))
+		}
+	case <-time.After(deadline):
+		t.Fatal("the viewer of the canceled queued run never saw its end")
+	}
+	if code, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/log", queued.ID), ""); code != http.StatusOK || len(body) != 0 {
+		t.Fatalf("log of the canceled queued run: %d %q", code, body)
+	}
+	s.release(holder.ID)
 }

@@ -39,10 +39,13 @@ type Run struct {
 	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
 	Annotations []Annotation      `json:"annotations"`
 	TriggeredBy string            `json:"triggered_by"`
-	RerunOf     int64             `json:"rerun_of,omitempty"`
-	QueuedAt    time.Time         `json:"queued_at"`
-	StartedAt   *time.Time        `json:"started_at"`
-	FinishedAt  *time.Time        `json:"finished_at"`
+	// Node names the shiplog process that runs or ran the run (absent
+	// while it is queued).
+	Node       string     `json:"node,omitempty"`
+	RerunOf    int64      `json:"rerun_of,omitempty"`
+	QueuedAt   time.Time  `json:"queued_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
 	// DurationMS is null until the run has finished: compute a running
 	// run's from StartedAt, so that its ETag does not move every moment.
 	DurationMS *int64 `json:"duration_ms"`

@@ -9,13 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Requests between replicas and the node that runs jobs travel as plain
-// NATS request and reply: an action (trigger, cancel, re-run) is answered
-// by whoever serves it now, or by no one, and is never queued for later.
+// Requests between nodes (a cancel, to the node running the run) travel
+// as plain NATS request and reply: answered by whoever serves the subject
+// now, or by no one, and never queued for later.
 
-// ErrNoResponder says no one serves a request's subject: the node that
-// runs jobs is not connected to the engine.
-var ErrNoResponder = errors.New("no runner is connected to the engine")
+// ErrNoResponder says no one serves a request's subject: the node it is
+// for is not connected to the engine.
+var ErrNoResponder = errors.New("no one answers on the engine")
 
 // Handle answers requests on subject with fn until ctx ends. The
 // requests are answered one at a time, in the order they came.

@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -39,6 +41,9 @@ type Config struct {
 	Token string
 	// Logger receives the engine's warnings and errors.
 	Logger *slog.Logger
+	// Lease is how long a runner may go without renewing its lease on a
+	// run (DefaultLease if zero). Every process of a cluster must agree.
+	Lease time.Duration
 }
 
 // Engine is a connection to JetStream and, when embedded, its server.
@@ -49,6 +54,11 @@ type Engine struct {
 	logs jetstream.Stream
 	runs jetstream.KeyValue
 	log  *slog.Logger
+
+	work      jetstream.Stream
+	lease     time.Duration
+	lines     sync.Map // names of the work queue's lines this process opened
+	workIsNew bool
 
 	closed  chan struct{} // closed with the connection
 	shipped atomic.Int64  // log bytes the stream acknowledged
@@ -106,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{log: log, closed: make(chan struct{})}
+	e := &Engine{log: log, closed: make(chan struct{}), lease: cmp.Or(cfg.Lease, DefaultLease)}
 	var err error
 	if cfg.URL != "" {
 		opts := append(e.connOptions(), nats.MaxReconnects(-1), nats.Timeout(5*time.Second))
@@ -132,6 +142,12 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, runsBucket); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("create the %s bucket: %w", runsBucket.Bucket, err)
+	}
+	_, err = e.js.Stream(ctx, workStream.Name)
+	e.workIsNew = errors.Is(err, jetstream.ErrStreamNotFound)
+	if e.work, err = e.js.CreateOrUpdateStream(ctx, workStream); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("create the %s stream: %w", workStream.Name, err)
 	}
 	return e, nil
 }

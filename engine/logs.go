@@ -129,7 +129,8 @@ func (e *Engine) resume(ctx context.Context, id int64) (shipState, error) {
 	}
 	if v := m.Header.Get(hdrEnd); v != "" {
 		end, _ := strconv.ParseInt(v, 10, 64)
-		return shipState{off: end, seq: m.Sequence, end: true}, nil
+		line, _ := strconv.ParseInt(m.Header.Get(hdrLine), 10, 64) // absent from ends written before it was sent
+		return shipState{off: end, line: line, seq: m.Sequence, end: true}, nil
 	}
 	start, line, err := position(m.Header)
 	if err != nil {
@@ -208,6 +209,7 @@ func (s *Shipment) run(ctx context.Context) error {
 			key += strconv.FormatInt(st.off, 10)
 		case final >= 0 && st.off >= final:
 			msg.Header.Set(hdrEnd, strconv.FormatInt(st.off, 10))
+			msg.Header.Set(hdrLine, strconv.FormatInt(st.line, 10))
 			key += "end"
 		default:
 			if !s.wait(ctx, 0) {
@@ -440,4 +442,27 @@ func (s *Shipper) Backfill(sizes map[int64]int64) {
 			}
 		}
 	}()
+}
+
+// SealLog ends run id's log in the stream where it stands, for a run
+// whose runner will never end it: it died holding the run, or the run
+// never started. It returns the log's size and its number of whole lines
+// (0 if an older shiplog ended it).
+func (e *Engine) SealLog(ctx context.Context, id int64) (size, lines int64, err error) {
+	for range 5 {
+		st, err := e.resume(ctx, id)
+		if err != nil {
+			return 0, 0, fmt.Errorf("seal log %d: %w", id, err)
+		}
+		if !st.end {
+			msg := &nats.Msg{Subject: logSubject(id), Header: nats.Header{}}
+			msg.Header.Set(hdrEnd, strconv.FormatInt(st.off, 10))
+			msg.Header.Set(hdrLine, strconv.FormatInt(st.line, 10))
+			if _, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(strconv.FormatInt(id, 10)+":end"), jetstream.WithExpectLastSequencePerSubject(st.seq)); err != nil {
+				continue // the log moved on meanwhile: look again
+			}
+		}
+		return st.off, max(st.line-1, 0), nil
+	}
+	return 0, 0, fmt.Errorf("seal log %d: it keeps changing", id)
 }

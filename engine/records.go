@@ -29,7 +29,14 @@ const seqKey = "seq"
 
 // ErrStale says a record changed since the revision a write was based on:
 // another writer got there first, and this one must not overwrite it.
-var ErrStale = errors.New("the run record changed since it was read")
+var ErrStale error = staleError{}
+
+// staleError says Stale, so that packages that do not import this one
+// (jobs) can tell a refused write from a failed one.
+type staleError struct{}
+
+func (staleError) Error() string { return "the run record changed since it was read" }
+func (staleError) Stale() bool   { return true }
 
 // Records holds run records in the engine.
 type Records struct {
@@ -45,6 +52,9 @@ func runKey(id int64) string { return "run." + strconv.FormatInt(id, 10) }
 // NextID hands out the next run id: one greater than any handed out
 // before, by any replica.
 func (r *Records) NextID(ctx context.Context) (int64, error) {
+	if !r.e.nc.IsConnected() {
+		return 0, ErrUnreachable
+	}
 	for {
 		last, rev, err := r.seq(ctx)
 		if err != nil {
@@ -108,6 +118,9 @@ func (r *Records) Put(ctx context.Context, id int64, data []byte, rev uint64) (u
 }
 
 func (r *Records) put(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	if !r.e.nc.IsConnected() {
+		return 0, ErrUnreachable // a write now would wait in the reconnect buffer
+	}
 	if err := r.e.room(len(data)); err != nil {
 		return 0, err
 	}
@@ -227,4 +240,10 @@ func (r *Records) Get(ctx context.Context, id int64) ([]byte, uint64, error) {
 }
 
 // ErrNotFound says there is no record of a run.
-var ErrNotFound = errors.New("no record of the run")
+var ErrNotFound error = notFoundError{}
+
+// notFoundError says NotFound, for packages that do not import this one.
+type notFoundError struct{}
+
+func (notFoundError) Error() string  { return "no record of the run" }
+func (notFoundError) NotFound() bool { return true }

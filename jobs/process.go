@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +44,65 @@ func (r *Runner) commandEnv(t *task) []string {
 func (r *Runner) execute(t *task) {
 	defer r.wg.Done()
 	log := r.log.With("run_id", t.run.ID, "job", t.job.Name)
+	// Cancels from other nodes reach it from the moment its record can
+	// say it runs here.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	r.serveCancel(ctx, t.run.ID)
+	if !r.claim(t, log) {
+		return
+	}
 	r.finish(t, r.start(t, log), true)
+}
+
+// claim records that t starts here. The write is based on the record as
+// this runner took it, so it fails if the run changed since (canceled on
+// another node): the run is then let go.
+func (r *Runner) claim(t *task, log *slog.Logger) bool {
+	now := recordTime()
+	r.mu.Lock()
+	snap := t.run.clone()
+	r.mu.Unlock()
+	snap.State, snap.StartedAt, snap.Node = Running, &now, r.opts.Node
+	// The log is there before the record says where: a reader who sees
+	// the run running here finds its file.
+	f, err := os.OpenFile(r.LogPath(t.run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err == nil {
+		f.Close()
+		err = r.store.Update(context.Background(), snap)
+	}
+	if err == nil {
+		r.mu.Lock()
+		t.run.State, t.run.StartedAt, t.run.Node = Running, &now, r.opts.Node
+		r.notify(t)
+		r.mu.Unlock()
+		return true
+	}
+	if !stale(err) {
+		r.finish(t, outcome{state: Failed, msg: fmt.Sprintf("record its start: %v", err)}, true)
+		return false
+	}
+	log.Info("run changed elsewhere before it started here; let go")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	r.running--
+	if t.lock != "" && r.locks[t.lock] == t.run.ID {
+		delete(r.locks, t.lock)
+	}
+	delete(r.active, t.run.ID)
+	r.notify(t)
+	lease := t.lease
+	r.mu.Unlock()
+	close(t.done)
+	if fresh, err := r.store.Fresh(ctx, t.run.ID); err == nil && fresh.State.Finished() {
+		_ = lease.Done(ctx)
+	} else {
+		_ = lease.Release()
+	}
+	r.kick()
+	r.makeRoom()
+	return false
 }
 
 func exitValue(p *int) any {
@@ -55,6 +114,11 @@ func exitValue(p *int) any {
 
 // start executes the command and returns how the run ended.
 func (r *Runner) start(t *task, log *slog.Logger) outcome {
+	select {
+	case <-t.stop:
+		return outcome{state: t.reason, msg: t.reasonMsg} // canceled as it was starting
+	default:
+	}
 	f, err := os.OpenFile(r.LogPath(t.run.ID), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return outcome{state: Failed, msg: fmt.Sprintf("open log: %v", err)}
@@ -80,6 +144,22 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		return outcome{state: Failed, msg: fmt.Sprintf("start: %v", err)}
 	}
 	pgid := cmd.Process.Pid
+	// The watchdog kills the group if this process stops renewing the
+	// run's lease (see watchdog.go).
+	wd, err := startWatchdog(pgid, r.opts.Lease/2, cmd.Env)
+	switch {
+	case err == nil:
+		defer func() {
+			r.mu.Lock()
+			t.watchdog = nil
+			r.mu.Unlock()
+			wd.stop()
+		}()
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ESRCH):
+		// The job ended before its watchdog could join its group.
+	default:
+		log.Warn("running the job without a watchdog", "err", err)
+	}
 
 	masks := append([]string(nil), r.opts.Secrets...)
 	for _, sec := range t.job.Secrets {
@@ -106,10 +186,10 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		defer func() { part.Close(); _ = os.Remove(partialPath) }()
 		lw.partial = part
 	}
-	now := recordTime()
 	r.mu.Lock()
 	t.lw = lw
-	t.run.State, t.run.StartedAt, t.run.PID = Running, &now, pgid
+	t.watchdog = wd
+	t.run.PID = pgid
 	r.notify(t)
 	snap := t.run.clone()
 	r.mu.Unlock()
@@ -155,7 +235,11 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	)
 	terminate := func() {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		kill = time.After(r.opts.KillGrace)
+		grace := r.opts.KillGrace
+		if t.grace > 0 {
+			grace = min(grace, t.grace)
+		}
+		kill = time.After(grace)
 	}
 wait:
 	for {

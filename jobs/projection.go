@@ -37,6 +37,7 @@ func (s *Store) Follow(ctx context.Context, removed func(id int64), log func(err
 // apply takes one change to run id's record into the database.
 func (s *Store) apply(ctx context.Context, id int64, data []byte, rev uint64, removed func(int64)) error {
 	defer s.wake(id)
+	defer s.lineMoved()
 	if data == nil {
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE id = ? AND rev < ?`, id, rev); err != nil {
 			return fmt.Errorf("delete run %d: %w", id, err)
@@ -64,12 +65,21 @@ func (s *Store) apply(ctx context.Context, id int64, data []byte, rev uint64, re
 // run's channel is never closed (unless the run is pruned): read its
 // state rather than wait. The channels are one per run, however many
 // watch it.
+//
+// A queued run's channel is closed at any change to any run, since what
+// it waits for follows from the others (see fillWaits).
 func (s *Store) Watch(id int64) <-chan struct{} {
 	if s.recs == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.queued[id] {
+		if s.line == nil {
+			s.line = make(chan struct{})
+		}
+		return s.line
+	}
 	ch, ok := s.watchers[id]
 	if !ok {
 		ch = make(chan struct{})
@@ -84,5 +94,15 @@ func (s *Store) wake(id int64) {
 	if ch, ok := s.watchers[id]; ok {
 		close(ch)
 		delete(s.watchers, id)
+	}
+}
+
+// lineMoved wakes the watchers of queued runs.
+func (s *Store) lineMoved() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.line != nil {
+		close(s.line)
+		s.line = nil
 	}
 }

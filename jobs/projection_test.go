@@ -3,10 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -100,28 +96,16 @@ func TestStoreFollowsChangesMadeElsewhere(t *testing.T) {
 // before the end, whose write is put off by the once-a-second limit, does
 // not land after it and undo it.
 func TestNothingIsStoredAfterTheFinalRecord(t *testing.T) {
-	recs := startEngine(t).Records()
-	dir := t.TempDir()
-	cfg, err := ParseConfig("test.yaml", []byte(`
+	cfg := mustParse(t, `
 jobs:
   quick:
     run: |
       echo "::progress::10 one"
       echo "::progress::20 two"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := openStore(t, filepath.Join(dir, "shiplog.db"), recs)
-	logs := filepath.Join(dir, "logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r := NewRunner(cfg, store, RunnerOptions{LogDir: logs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+`)
+	n := testNode(t, t.TempDir(), nil, cfg, RunnerOptions{})
+	r, recs := n.runner, n.eng.Records()
+	var err error
 
 	replica := openStore(t, "", recs)
 	follow(t, replica)

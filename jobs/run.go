@@ -47,8 +47,8 @@ var (
 	ErrShuttingDown = errors.New("server is shutting down")
 	// ErrNoSpace is returned when the data directory's disk is full.
 	ErrNoSpace = errors.New("no space left in the data directory")
-	// ErrNoRunner is returned by a replica when the node that runs jobs
-	// does not answer.
+	// ErrNoRunner is returned when the node running a run does not
+	// answer.
 	ErrNoRunner = errors.New("no runner answers")
 )
 
@@ -100,14 +100,6 @@ type Wait struct {
 	HolderSince *time.Time `json:"holder_since,omitempty"`
 }
 
-func (w *Wait) same(o *Wait) bool {
-	if w == nil || o == nil {
-		return w == o
-	}
-	return w.Position == o.Position && w.Lock == o.Lock && w.Holder == o.Holder && w.HolderBy == o.HolderBy &&
-		(w.HolderSince == nil) == (o.HolderSince == nil) && (w.HolderSince == nil || w.HolderSince.Equal(*o.HolderSince))
-}
-
 // Run is the record of one execution of a job.
 type Run struct {
 	ID          int64             `json:"id"`
@@ -123,7 +115,9 @@ type Run struct {
 	QueuedAt    time.Time         `json:"queued_at"`
 	StartedAt   *time.Time        `json:"started_at"`
 	FinishedAt  *time.Time        `json:"finished_at"`
-	Wait        *Wait             `json:"wait,omitempty"` // what a queued run waits for
+	Wait        *Wait             `json:"-"`              // what a queued run waits for, as read (see fillWaits)
+	Lock        string            `json:"lock,omitempty"` // the lock it takes, params filled in
+	Node        string            `json:"node,omitempty"` // the node that runs or ran it
 	LogBytes    int64             `json:"-"`
 	LogLines    int64             `json:"-"`
 	LogCut      bool              `json:"-"` // cut at the job's max_log_size

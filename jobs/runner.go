@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -34,9 +35,21 @@ type RunnerOptions struct {
 	OnFinish func(run *Run)
 	// Secrets are values masked in every log.
 	Secrets []string
-	// Remote, if set, makes this a replica's runner: it runs nothing, and
-	// sends triggers, re-runs and cancels to the node that runs jobs.
-	Remote Remote
+	// Queue is the cluster's queue of runs (required).
+	Queue Queue
+	// SealLog ends, where it stands, the log of a run that ends here but
+	// did not run here (its runner died, or it never started), and
+	// returns its size and lines (engine.SealLog).
+	SealLog func(ctx context.Context, id int64) (size, lines int64, err error)
+	// Zone is the zone whose runs this runner runs; "" for none (a
+	// replica that only serves pages).
+	Zone string
+	// Node names this process in the records of the runs it runs; stable
+	// across restarts, so that it settles its own runs after one.
+	Node string
+	// Lease is how long the queue's lease on a run lasts without renewal
+	// (the engine's; renewed every fifth of it).
+	Lease time.Duration
 }
 
 // Runner executes runs in the background: a FIFO queue, a concurrency limit,
@@ -49,12 +62,13 @@ type Runner struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	queue   []*task         // queued, oldest first
+	queue   []*task         // taken from the queue, not started yet; oldest first
 	active  map[int64]*task // queued or running
 	locks   map[string]int64
 	running int
 	closed  bool
 	wake    chan struct{}
+	roomed  chan struct{} // this runner may have room for another run
 	wg      sync.WaitGroup
 	// Runs finished lately, as stored, oldest first: everyone watching a run
 	// asks for it as it ends, and scripts poll it after.
@@ -66,20 +80,25 @@ type Runner struct {
 const keepRecent = 256
 
 type task struct {
-	run       *Run // guarded by Runner.mu
-	job       *Job
-	lock      string
-	stop      chan struct{} // closed to stop the run
-	stopOnce  sync.Once
-	reason    State // why stop was closed
-	ended     State // how it ended, once finish has begun; under Runner.mu
-	reasonMsg string
-	lw        *logWriter
-	persistMu sync.Mutex    // orders store writes of this run
-	sealed    bool          // the final record is stored: no other write may follow; under persistMu
-	persisted time.Time     // under Runner.mu
-	flushing  bool          // a store write of the latest progress is due; under Runner.mu
-	changed   chan struct{} // closed at the run's next change; nil until watched
+	run        *Run // guarded by Runner.mu
+	job        *Job
+	lock       string
+	stop       chan struct{} // closed to stop the run
+	stopOnce   sync.Once
+	reason     State // why stop was closed
+	ended      State // how it ended, once finish has begun; under Runner.mu
+	reasonMsg  string
+	grace      time.Duration // if set, caps the kill grace (set before stop is closed)
+	lw         *logWriter
+	persistMu  sync.Mutex    // orders store writes of this run
+	sealed     bool          // the final record is stored: no other write may follow; under persistMu
+	persisted  time.Time     // under Runner.mu
+	flushing   bool          // a store write of the latest progress is due; under Runner.mu
+	changed    chan struct{} // closed at the run's next change; nil until watched
+	lease      Lease         // the queue's lease on the run; under Runner.mu
+	dispatched bool          // it has a slot and is starting or running; under Runner.mu
+	watchdog   *watchdog     // the job's, while it runs; under Runner.mu
+	done       chan struct{} // closed once the run is settled: its lease needs no renewal
 }
 
 // NewRunner returns a runner for the jobs in cfg, recording runs in store.
@@ -90,10 +109,13 @@ func NewRunner(cfg *Config, store *Store, opts RunnerOptions) *Runner {
 	if opts.KillGrace == 0 {
 		opts.KillGrace = 5 * time.Second
 	}
+	if opts.Lease == 0 {
+		opts.Lease = 10 * time.Second
+	}
 	return &Runner{
 		cfg: cfg, store: store, opts: opts, log: opts.Logger,
 		active: map[int64]*task{}, locks: map[string]int64{},
-		wake:   make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), roomed: make(chan struct{}, 1),
 		recent: map[int64]*Run{},
 	}
 }
@@ -107,16 +129,35 @@ func (r *Runner) LogPath(id int64) string {
 	return filepath.Join(r.opts.LogDir, strconv.FormatInt(id, 10)+".log")
 }
 
-// Run dispatches queued runs until ctx ends, then lets running runs finish
-// for ShutdownGrace before stopping them.
+// Run takes the runs of its zone from the queue and runs them until ctx
+// ends, then lets running runs finish for ShutdownGrace before stopping
+// them. The runs it took and had not started go back to the queue.
 func (r *Runner) Run(ctx context.Context) error {
-	if r.opts.Remote != nil {
+	if r.opts.Zone == "" {
 		<-ctx.Done()
 		return nil
 	}
+	// Taking stops when ctx ends, before the shutdown; not with ctx, so
+	// that nothing is taken while it does.
+	taking, stopTaking := context.WithCancel(context.WithoutCancel(ctx))
+	took := make(chan error, 1)
+	go func() {
+		took <- r.opts.Queue.Take(taking, r.opts.Zone, r.room, r.roomed, r.take)
+	}()
+	defer stopTaking()
 	for {
 		select {
+		case err := <-took:
+			r.shutdown()
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("take runs of zone %s: %w", r.opts.Zone, err)
+			}
+			return nil
 		case <-ctx.Done():
+			stopTaking()
+			if err := <-took; err != nil {
+				r.log.Warn("stop taking runs", "err", err)
+			}
 			r.shutdown()
 			return nil
 		case <-r.wake:
@@ -128,7 +169,18 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) shutdown() {
 	r.mu.Lock()
 	r.closed = true
+	waiting := r.queue
+	r.queue = nil
+	for _, t := range waiting {
+		delete(r.active, t.run.ID)
+	}
 	r.mu.Unlock()
+	for _, t := range waiting {
+		close(t.done)
+		if err := t.lease.Release(); err != nil {
+			r.log.Warn("give a queued run back to the queue", "run_id", t.run.ID, "err", err)
+		}
+	}
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	timer := time.NewTimer(r.opts.ShutdownGrace)
@@ -148,8 +200,16 @@ func (r *Runner) shutdown() {
 	<-done
 }
 
-// Get returns a snapshot of run id.
+// Get returns a snapshot of run id; a queued one says what it waits for.
 func (r *Runner) Get(ctx context.Context, id int64) (*Run, error) {
+	run, err := r.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return run, r.fillWaits(ctx, run)
+}
+
+func (r *Runner) get(ctx context.Context, id int64) (*Run, error) {
 	r.mu.Lock()
 	if t, ok := r.active[id]; ok {
 		snap := t.run.clone()
@@ -177,16 +237,17 @@ func (r *Runner) List(ctx context.Context, f Filter) ([]*Run, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for i, run := range runs {
 		if t, ok := r.active[run.ID]; ok {
 			runs[i] = t.run.clone()
 		}
 	}
+	r.mu.Unlock()
 	// A live run that has changed state since the query may no longer match.
-	return slices.DeleteFunc(runs, func(run *Run) bool {
+	runs = slices.DeleteFunc(runs, func(run *Run) bool {
 		return len(f.States) > 0 && !slices.Contains(f.States, run.State)
-	}), nil
+	})
+	return runs, r.fillWaits(ctx, runs...)
 }
 
 // CountByState returns how many runs are in each state.
@@ -201,7 +262,7 @@ func (r *Runner) CountByState(ctx context.Context) (map[State]int, error) {
 // run, so watching costs nothing more however many ask.
 func (r *Runner) Watch(id int64) <-chan struct{} {
 	r.mu.Lock()
-	if t, ok := r.active[id]; ok {
+	if t, ok := r.active[id]; ok && t.run.State == Running {
 		if t.changed == nil {
 			t.changed = make(chan struct{})
 		}
@@ -210,7 +271,8 @@ func (r *Runner) Watch(id int64) <-chan struct{} {
 		return ch
 	}
 	r.mu.Unlock()
-	// Run elsewhere, or finished: the records say when it changes.
+	// Queued (its wait follows from other runs), run elsewhere, or
+	// finished: the records say when it changes.
 	return r.store.Watch(id)
 }
 
@@ -297,4 +359,11 @@ func (r *Runner) persistSoon(t *task) *Run {
 		r.persistLatest(t)
 	})
 	return nil
+}
+
+// RunsJob reports whether this runner may run the named job: it runs the
+// job's zone.
+func (r *Runner) RunsJob(name string) bool {
+	j, err := r.cfg.Job(name)
+	return err == nil && r.opts.Zone != "" && j.Zone == r.opts.Zone
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,27 +28,8 @@ const deadline = 15 * time.Second
 func testRunner(t *testing.T, yaml string) (*Runner, string) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, err := ParseConfig("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := filepath.Join(dir, "logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r := NewRunner(cfg, store, RunnerOptions{
-		LogDir: logs, KillGrace: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; store.Close() })
-	return r, dir
+	n := testNode(t, dir, nil, mustParse(t, yaml), RunnerOptions{KillGrace: 300 * time.Millisecond})
+	return n.runner, dir
 }
 
 // waitRun waits, on the runner's change notifications, until cond holds.
@@ -539,6 +518,11 @@ func TestRetentionPrunesRunsAndLogs(t *testing.T) {
 // TestMain lets a test re-execute this binary as a server that is then
 // killed with SIGKILL.
 func TestMain(m *testing.M) {
+	Watchdog()
+	if url := os.Getenv("SHIPLOG_TEST_RUNNER_URL"); url != "" {
+		helperRunner(url, os.Getenv("SHIPLOG_TEST_RUNNER_DIR"))
+		return
+	}
 	if dir := os.Getenv("SHIPLOG_TEST_HELPER_DIR"); dir != "" {
 		helperServer(dir)
 		return
@@ -551,11 +535,11 @@ func helperServer(dir string) {
 	if err != nil {
 		panic(err)
 	}
-	store, err := OpenStore(context.Background(), filepath.Join(dir, "shiplog.db"), nil)
+	n, err := startNode(context.Background(), dir, nil, cfg, RunnerOptions{Zone: DefaultZone})
 	if err != nil {
 		panic(err)
 	}
-	r := NewRunner(cfg, store, RunnerOptions{LogDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r := n.runner
 	go r.Run(context.Background())
 	run, err := r.Trigger(context.Background(), "tree", nil, "helper")
 	if err != nil {
@@ -603,13 +587,13 @@ func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
 	})
 
 	cfg, _ := ParseConfig("helper.yaml", []byte("jobs:\n  tree: {run: 'true'}\n"))
-	store, err := OpenStore(t.Context(), filepath.Join(dir, "shiplog.db"), nil)
+	n, err := startNode(context.Background(), dir, nil, cfg, RunnerOptions{Zone: DefaultZone})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	r := NewRunner(cfg, store, RunnerOptions{LogDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := r.Recover(context.Background()); err != nil {
+	defer n.stop()
+	r := n.runner
+	if err := r.Recover(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	processGone(t, pid)

@@ -23,6 +23,8 @@ type Store struct {
 	revs     map[int64]uint64        // the revision this process last wrote of each live run
 	watchers map[int64]chan struct{} // closed at the run's next change seen in the records
 	next     uint64                  // the revision Follow starts from
+	queued   map[int64]bool          // the runs the database has as queued
+	line     chan struct{}           // closed at the next change to any run; nil until watched
 }
 
 const schema = `
@@ -46,7 +48,9 @@ CREATE TABLE IF NOT EXISTS runs (
 	pid              INTEGER NOT NULL DEFAULT 0,
 	log_cut          INTEGER NOT NULL DEFAULT 0,
 	rev              INTEGER NOT NULL DEFAULT 0,
-	wait             TEXT    NOT NULL DEFAULT ''
+	wait             TEXT    NOT NULL DEFAULT '',
+	lock             TEXT    NOT NULL DEFAULT '',
+	node             TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -78,20 +82,34 @@ func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
-	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''"} {
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''", "lock TEXT NOT NULL DEFAULT ''", "node TEXT NOT NULL DEFAULT ''"} {
 		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
 	}
-	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}, watchers: map[int64]chan struct{}{}}
+	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}, watchers: map[int64]chan struct{}{}, queued: map[int64]bool{}}
 	if recs != nil {
 		if err := s.sync(ctx); err != nil {
 			db.Close()
 			return nil, err
 		}
 	}
-	return s, nil
+	rows, err := db.QueryContext(ctx, `SELECT id FROM runs WHERE state = ?`, Queued)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("list queued runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("list queued runs: %w", err)
+		}
+		s.queued[id] = true
+	}
+	return s, rows.Err()
 }
 
 // sync brings the database in step with the records.
@@ -159,7 +177,7 @@ func (s *Store) sync(ctx context.Context) error {
 func (s *Store) Close() error { return s.db.Close() }
 
 const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
-	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, wait`
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, lock, node`
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -277,27 +295,29 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 	if r.ExitCode != nil {
 		exit = *r.ExitCode
 	}
-	wait := ""
-	if r.Wait != nil {
-		b, err := json.Marshal(r.Wait)
-		if err != nil {
-			return fmt.Errorf("encode wait: %w", err)
-		}
-		wait = string(b)
-	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET state=excluded.state, exit_code=excluded.exit_code, error=excluded.error,
 		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
 		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
 		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
-		wait=excluded.wait, rev=excluded.rev
+		lock=excluded.lock, node=excluded.node, rev=excluded.rev
 		WHERE excluded.rev >= runs.rev`,
 		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
-		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, wait, rev)
+		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, r.Lock, r.Node, rev)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nil // older than what the database has
+	}
+	s.mu.Lock()
+	if r.State == Queued {
+		s.queued[r.ID] = true
+	} else {
+		delete(s.queued, r.ID)
+	}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -311,18 +331,11 @@ func scanRun(sc scanner) (*Run, error) {
 		msg               string
 		queued            int64
 		started, finished sql.NullInt64
-		wait              string
 	)
 	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
-		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &wait)
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &r.Lock, &r.Node)
 	if err != nil {
 		return nil, err
-	}
-	if wait != "" {
-		r.Wait = &Wait{}
-		if err := json.Unmarshal([]byte(wait), r.Wait); err != nil {
-			return nil, fmt.Errorf("decode wait of run %d: %w", r.ID, err)
-		}
 	}
 	if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
 		return nil, fmt.Errorf("decode params of run %d: %w", r.ID, err)
@@ -347,6 +360,35 @@ func scanRun(sc scanner) (*Run, error) {
 		r.FinishedAt = &t
 	}
 	return &r, nil
+}
+
+// Fresh returns run id as its record is now, not as the database has it
+// yet, and bases this process's next write of it on that revision.
+func (s *Store) Fresh(ctx context.Context, id int64) (*Run, error) {
+	if s.recs == nil {
+		return s.Get(ctx, id)
+	}
+	data, rev, err := s.recs.Get(ctx, id)
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) && nf.NotFound() {
+		return nil, fmt.Errorf("%w: #%d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	run, err := decodeRecord(data)
+	if err != nil {
+		return nil, err
+	}
+	run.ID = id
+	s.mu.Lock()
+	if run.State.Finished() {
+		delete(s.revs, id)
+	} else {
+		s.revs[id] = rev
+	}
+	s.mu.Unlock()
+	return run, nil
 }
 
 // Get returns the run with the given ID.

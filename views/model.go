@@ -35,6 +35,7 @@ type Run struct {
 	Finished    bool
 	Params      []KV
 	TriggeredBy string
+	Node        string // the process that runs or ran it
 	QueuedAt    time.Time
 	StartedAt   *time.Time
 	FinishedAt  *time.Time
@@ -91,6 +92,7 @@ type JobPage struct {
 	Description string
 	Confirm     bool
 	Lock        string
+	Zone        string // the runners it runs on; "" for the default zone
 	Timeout     string
 	Fields      []Field
 	FormError   string
