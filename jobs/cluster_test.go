@@ -110,26 +110,47 @@ func helperRunner(url, dir string) {
 	_ = n.runner.Run(context.Background())
 }
 
-// A runner that dies holding a lock loses it when its lease lapses:
-// another runner of the zone marks its run interrupted and starts the
-// lock's next run, within the lease and a second.
-func TestRunnerKilledHoldingALock(t *testing.T) {
+// helperProc is a helper runner process (helperRunner).
+type helperProc struct {
+	cmd  *exec.Cmd
+	said *bufio.Reader // what it prints after "ready"
+	kill func()        // once; also at the end of the test
+}
+
+// lapseCluster starts an engine that listens, a node on it whose runner
+// the test starts (so that the helper takes the first run), and a helper
+// runner process on it, ready.
+func lapseCluster(t *testing.T) (*engine.Engine, *node, *helperProc) {
+	t.Helper()
 	eng, err := engine.Start(t.Context(), engine.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Lease: shortLease})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(eng.Close)
-	cfg := mustParse(t, lapseJobs)
-	// This node's runner starts later, so that the helper takes the
-	// first run.
-	here, err := startNode(context.Background(), t.TempDir(), eng, cfg, RunnerOptions{Zone: DefaultZone, Node: "here"})
+	here, err := startNode(context.Background(), t.TempDir(), eng, mustParse(t, lapseJobs), RunnerOptions{Zone: DefaultZone, Node: "here"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(here.stop)
+	cmd, said := startHelper(t, "SHIPLOG_TEST_RUNNER_URL="+eng.ClientURL(), "SHIPLOG_TEST_RUNNER_DIR="+t.TempDir())
+	var once sync.Once
+	h := &helperProc{cmd: cmd, said: said, kill: func() {
+		once.Do(func() { _ = cmd.Process.Signal(syscall.SIGCONT); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}}
+	t.Cleanup(h.kill)
+	if line, err := said.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	return eng, here, h
+}
 
+// startHelper starts this test binary as a helper process, with env
+// added to its environment (which TestMain reads), and returns it with
+// what it prints.
+func startHelper(t *testing.T, env ...string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_RUNNER_URL="+eng.ClientURL(), "SHIPLOG_TEST_RUNNER_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -137,12 +158,14 @@ func TestRunnerKilledHoldingALock(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	kill := func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-	t.Cleanup(kill)
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("helper said %q (%v)", line, err)
-	}
+	return cmd, bufio.NewReader(out)
+}
+
+// A runner that dies holding a lock loses it when its lease lapses:
+// another runner of the zone marks its run interrupted and starts the
+// lock's next run, within the lease and a second.
+func TestRunnerKilledHoldingALock(t *testing.T) {
+	eng, here, helper := lapseCluster(t)
 
 	held := trigger(t, here.runner, "hold", nil)
 	run := waitRun(t, here.runner, held.ID, started)
@@ -169,7 +192,7 @@ func TestRunnerKilledHoldingALock(t *testing.T) {
 	}
 
 	killed := time.Now()
-	kill()
+	helper.kill()
 	lapsed := waitRun(t, here.runner, held.ID, finished)
 	if lapsed.State != Interrupted || !strings.Contains(lapsed.Error, "helper") {
 		t.Fatalf("the dead runner's run is %s (%q), want interrupted, naming its runner", lapsed.State, lapsed.Error)
@@ -315,32 +338,8 @@ jobs:
 // run; and the frozen runner's late final record, once it thaws, is
 // refused.
 func TestFrozenRunnersJobIsKilled(t *testing.T) {
-	eng, err := engine.Start(t.Context(), engine.Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Lease: shortLease})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	cfg := mustParse(t, lapseJobs)
-	here, err := startNode(context.Background(), t.TempDir(), eng, cfg, RunnerOptions{Zone: DefaultZone, Node: "here"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(here.stop)
-
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_RUNNER_URL="+eng.ClientURL(), "SHIPLOG_TEST_RUNNER_DIR="+t.TempDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGCONT); _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	said := bufio.NewReader(out)
-	if line, err := said.ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("helper said %q (%v)", line, err)
-	}
+	_, here, helper := lapseCluster(t)
+	cmd, said := helper.cmd, helper.said
 
 	held := trigger(t, here.runner, "hold", nil)
 	run := waitRun(t, here.runner, held.ID, started)

@@ -1,14 +1,12 @@
 package jobs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -559,18 +557,10 @@ func helperServer(dir string) {
 
 func TestRestartAfterKill9MarksInterrupted(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_HELPER_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startHelper(t, "SHIPLOG_TEST_HELPER_DIR="+dir)
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	line, err := out.ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
