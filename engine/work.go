@@ -296,6 +296,16 @@ func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name str
 		return ctx.Err() == nil, err
 	}
 	l := e.lease1(ctx, batch, name, needsRoom)
+	// prev is the lock's last run, whose Done waits until the next run has
+	// been through take: only then may its slot go to a run without a lock.
+	var prev *Lease
+	handed := func() {
+		if prev != nil {
+			close(prev.next)
+			prev = nil
+		}
+	}
+	defer handed()
 	for l != nil {
 		if ctx.Err() != nil {
 			_ = l.Release()
@@ -304,23 +314,21 @@ func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name str
 		l.taking.Store(true)
 		take(l)
 		l.taking.Store(false)
+		handed()
 		if needsRoom {
 			break
 		}
 		// The lock's next run cannot come out before this lease is over:
-		// no use asking before. Then it is asked for at once, and handed
-		// out before Done returns.
+		// no use asking before. Then it is asked for at once.
 		select {
 		case <-l.over:
 		case <-ctx.Done():
 			return false, nil
 		}
-		prev := l
-		l = nil
+		prev, l = l, nil
 		if next, err := cons.FetchNoWait(1); err == nil {
 			l = e.lease1(ctx, next, name, needsRoom)
 		}
-		close(prev.next)
 	}
 	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		e.log.Warn("take from the work queue", "line", name, "err", err)

@@ -432,6 +432,46 @@ jobs:
 	}
 }
 
+// The run waiting for a lock gets the slot its holder frees, before a run
+// queued after it that needs no lock: the line stays first come, first
+// served. Several rounds, as the handover is a race when it is wrong.
+func TestLocksNextRunGoesFirst(t *testing.T) {
+	dir := t.TempDir()
+	r, _ := testRunner(t, fmt.Sprintf(`
+max_concurrent_runs: 1
+jobs:
+  deploy:
+    lock: prod
+    env: {GATE: %[1]s}
+%[2]s
+  other:
+    env: {GATE: %[1]s}
+%[2]s
+`, dir, gateJob))
+	holder := trigger(t, r, "deploy", nil).ID
+	waitRun(t, r, holder, started)
+	for range 8 {
+		next := trigger(t, r, "deploy", nil).ID
+		after := trigger(t, r, "other", nil).ID
+		waitRun(t, r, after, func(run *Run) bool { return run.Wait != nil })
+		release(t, dir, holder)
+		waitRun(t, r, next, func(run *Run) bool {
+			a, _ := r.Get(context.Background(), after)
+			return started(run) || a.State != Queued
+		})
+		if run, _ := r.Get(context.Background(), after); run.State != Queued {
+			t.Fatalf("#%d, queued after #%d, is %s: it took the slot #%d freed", after, next, run.State, holder)
+		}
+		release(t, dir, next)
+		waitRun(t, r, after, started)
+		holder = trigger(t, r, "deploy", nil).ID
+		release(t, dir, after)
+		waitRun(t, r, holder, started)
+	}
+	release(t, dir, holder)
+	waitRun(t, r, holder, finished)
+}
+
 func TestConcurrencyLimit(t *testing.T) {
 	dir := t.TempDir()
 	r, _ := testRunner(t, fmt.Sprintf(`
