@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,8 +22,9 @@ import (
 // child is shiplog running as a separate process (the test binary, see
 // TestMain), so a test can kill it as an operator or a crash would.
 type child struct {
-	cmd *exec.Cmd
-	URL string
+	cmd     *exec.Cmd
+	URL     string
+	LogPath string // what it logged
 }
 
 // startChild runs `shiplog serve` with args in a child process and waits
@@ -36,7 +38,14 @@ func startChild(t *testing.T, args ...string) *child {
 // whose last word is the test binary.
 func startChildWith(t *testing.T, argv []string, args ...string) *child {
 	t.Helper()
-	enc, _ := json.Marshal(append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...))
+	return startProc(t, argv, "shiplog is serving", append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
+}
+
+// startProc runs shiplog with args (a command and its flags) through argv
+// and waits until it logs ready; its URL is the url= of that line, if any.
+func startProc(t *testing.T, argv []string, ready string, args ...string) *child {
+	t.Helper()
+	enc, _ := json.Marshal(args)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "SHIPLOG_TEST_MAIN="+string(enc))
 	stderr, err := cmd.StderrPipe()
@@ -48,33 +57,55 @@ func startChildWith(t *testing.T, argv []string, args ...string) *child {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	urls := make(chan string, 1)
-	var said strings.Builder // what it printed before serving, for a failure
+	var (
+		mu   sync.Mutex
+		said strings.Builder // what it printed first, for a failure
+	)
+	logPath := filepath.Join(t.TempDir(), args[0]+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
+		defer logFile.Close()
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			l := sc.Text()
+			fmt.Fprintln(logFile, l)
+			mu.Lock()
 			if said.Len() < 4096 {
 				said.WriteString(l + "\n")
 			}
-			if strings.Contains(l, "shiplog is serving") {
+			mu.Unlock()
+			if strings.Contains(l, ready) {
+				u := ""
 				for _, f := range strings.Fields(l) {
-					if u, ok := strings.CutPrefix(f, "url="); ok {
-						urls <- u
+					if v, ok := strings.CutPrefix(f, "url="); ok {
+						u = v
 					}
+				}
+				select {
+				case urls <- u:
+				default:
 				}
 			}
 		}
 		close(urls)
-		_, _ = io.Copy(io.Discard, stderr)
+		_, _ = io.Copy(logFile, stderr)
 	}()
 	select {
 	case u, ok := <-urls:
 		if !ok {
-			t.Fatalf("child shiplog exited before serving:\n%s", said.String())
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("child shiplog %s exited before it was ready:\n%s", args[0], said.String())
 		}
-		return &child{cmd: cmd, URL: u}
+		return &child{cmd: cmd, URL: u, LogPath: logPath}
 	case <-time.After(deadline):
-		t.Fatal("child shiplog did not start")
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("child shiplog %s was not ready within %s:\n%s", args[0], deadline, said.String())
 	}
 	return nil
 }

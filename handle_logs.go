@@ -213,6 +213,13 @@ func (s *server) getRunLog(c echo.Context) error {
 		return err
 	}
 	id := run.ID
+	if !run.State.Finished() && s.engine != nil {
+		// Finished through another node a moment ago, maybe: served as
+		// running, the log would be a part taken for the whole.
+		if now, err := s.runner.Latest(c.Request().Context(), id); err == nil {
+			run = now
+		}
+	}
 	path, err := s.logOf(c, run)
 	if err != nil {
 		return err

@@ -57,6 +57,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runRunner(ctx, cfg, stderr)
+	case "engine":
+		f, err := parseEngineFlags(args, stderr)
+		if err != nil {
+			return err
+		}
+		return runEngine(ctx, f, stderr)
 	case "run":
 		return exitFor(cliRun(ctx, args, stdout, stderr))
 	case "status":
@@ -120,6 +126,8 @@ Server:
   shiplog [serve] [--addr 127.0.0.1:8080] [--config shiplog.yaml] [--data ./shiplog-data]
   shiplog runner --nats URL [--zone default] [--config shiplog.yaml] [--data ./shiplog-runner]
                                                  run the jobs of a zone from the engine's queue; no pages
+  shiplog engine --name N --listen ADDR --cluster ADDR --routes ADDR,ADDR [--data ./shiplog-engine]
+                                                 one node of a 3-node engine cluster; replicas and runners join with --nats
 
 Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
   shiplog run JOB [-p KEY=VALUE]... [--follow]   trigger a run; --follow streams its log and exits with its outcome

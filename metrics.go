@@ -53,6 +53,7 @@ func (s *server) getMetrics(c echo.Context) error {
 	fmt.Fprintf(&b, "# HELP shiplog_active_streams Open event streams.\n# TYPE shiplog_active_streams gauge\nshiplog_active_streams %d\n", s.activeStreams.Load())
 	fmt.Fprintf(&b, "# HELP shiplog_active_searches Log searches running.\n# TYPE shiplog_active_searches gauge\nshiplog_active_searches %d\n", s.activeSearches.Load())
 	if s.engine != nil {
+		fmt.Fprintf(&b, "# HELP shiplog_engine_slow_consumers_total Times this process fell behind an engine subscription and messages were dropped.\n# TYPE shiplog_engine_slow_consumers_total counter\nshiplog_engine_slow_consumers_total %d\n", s.engine.SlowConsumers())
 		fmt.Fprintf(&b, "# HELP shiplog_log_copies Logs of runs on other nodes that this one is copying from the engine: one engine subscription each.\n# TYPE shiplog_log_copies gauge\nshiplog_log_copies %d\n", s.copies.Active())
 	}
 	if s.shipper != nil {

@@ -60,7 +60,7 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 	// The engine: embedded by default, its store under the data dir and
 	// no listener; or the one a replica or runner joins.
 	if n.eng, err = engine.Start(ctx, engine.Config{
-		Dir: filepath.Join(cfg.DataDir, "engine"), Listen: cfg.NATSListen, URL: cfg.NATS, Token: token, Logger: log,
+		Dir: filepath.Join(cfg.DataDir, "engine"), Listen: cfg.NATSListen, URL: cfg.NATS, Token: token, Logger: log, Lease: cfg.Lease,
 	}); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/shiplog/shiplog/engine"
 )
 
 // parseRunnerFlags reads "shiplog runner": a process that runs the jobs of
@@ -24,11 +26,15 @@ func parseRunnerFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data", envOr("SHIPLOG_DATA", "shiplog-runner"), "directory for this runner's logs and its copy of the run records (env SHIPLOG_DATA)")
 	fs.StringVar(&level, "log-level", envOr("SHIPLOG_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long running runs may finish before they are stopped")
+	fs.DurationVar(&cfg.Lease, "lease", engine.DefaultLease, "how long this runner may go without renewing its lease on a run before the run is handed on as interrupted; the same on every replica and runner of a cluster")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
 	}
 	if fs.NArg() > 0 {
 		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("shiplog runner takes no arguments, got %q", fs.Args())}
+	}
+	if cfg.Lease < time.Second || cfg.Lease > time.Hour {
+		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("--lease %s: want from 1s to 1h", cfg.Lease)}
 	}
 	if cfg.NATS == "" {
 		return cfg, &exitError{code: exitUsage, msg: "shiplog runner needs --nats: the engine that holds the queue"}

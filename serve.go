@@ -34,7 +34,10 @@ type Config struct {
 	DataDir       string
 	LogLevel      slog.Level
 	ShutdownGrace time.Duration
-	Insecure      bool // serve without tokens on a non-loopback address
+	// Lease is how long a runner may go without renewing its lease on a
+	// run; every process of a cluster must agree (engine.DefaultLease).
+	Lease    time.Duration
+	Insecure bool // serve without tokens on a non-loopback address
 	// MaxConnections caps open client connections; 0: what the open-file
 	// limit allows after a reserve for the runner.
 	MaxConnections int
@@ -90,6 +93,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data", envOr("SHIPLOG_DATA", "shiplog-data"), "directory for the run database and logs (env SHIPLOG_DATA)")
 	fs.StringVar(&level, "log-level", envOr("SHIPLOG_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long running runs may finish before they are stopped")
+	fs.DurationVar(&cfg.Lease, "lease", engine.DefaultLease, "how long a runner may go without renewing its lease on a run before the run is interrupted; the same on every replica and runner of a cluster")
 	fs.IntVar(&cfg.Limits.Streams, "max-streams", 10000, "open event streams in total (0: no limit)")
 	fs.IntVar(&cfg.Limits.StreamsPerClient, "max-streams-per-client", 100, "open event streams per token or address (0: no limit)")
 	fs.IntVar(&cfg.Limits.TriggersPerMinute, "max-triggers-per-minute", 60, "runs a token or address may start per minute, in bursts of as many (0: no limit)")
@@ -123,6 +127,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	var err error
 	if cfg.TrustedProxies, err = parseCIDRs(*proxies); err != nil {
 		return cfg, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if cfg.Lease < time.Second || cfg.Lease > time.Hour {
+		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("--lease %s: want from 1s to 1h", cfg.Lease)}
 	}
 	if cfg.NATS != "" && cfg.NATSListen != "" {
 		return cfg, &exitError{code: exitUsage, msg: "--nats joins an engine elsewhere; --nats-listen opens the embedded one: choose one"}

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +40,10 @@ type Config struct {
 	Token string
 	// Logger receives the engine's warnings and errors.
 	Logger *slog.Logger
+	// Replicas is how many nodes of a cluster keep each of shiplog's
+	// streams: 0 means 3 when the engine is a cluster, 1 otherwise. A
+	// stream that exists keeps its number.
+	Replicas int
 	// Lease is how long a runner may go without renewing its lease on a
 	// run (DefaultLease if zero). Every process of a cluster must agree.
 	Lease time.Duration
@@ -62,6 +65,7 @@ type Engine struct {
 
 	closed  chan struct{} // closed with the connection
 	shipped atomic.Int64  // log bytes the stream acknowledged
+	slow    atomic.Int64  // times the client dropped messages it could not keep up with
 
 	storeDir string // the embedded server's
 }
@@ -101,6 +105,11 @@ func full(err error) error {
 	return err
 }
 
+// SlowConsumers returns how many times this process fell so far behind
+// a subscription that the client dropped messages (copies and shipments
+// recover from it; it should stay 0).
+func (e *Engine) SlowConsumers() int64 { return e.slow.Load() }
+
 // ShippedBytes returns how many log bytes this process has sent to the
 // stream.
 func (e *Engine) ShippedBytes() int64 { return e.shipped.Load() }
@@ -135,21 +144,92 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	if e.logs, err = e.js.CreateOrUpdateStream(ctx, logsStream); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("create the %s stream: %w", logsStream.Name, err)
+	replicas := cfg.Replicas
+	if replicas == 0 {
+		replicas = 1
+		if e.nc.ConnectedClusterName() != "" {
+			replicas = 3
+		}
 	}
-	if e.runs, err = e.js.CreateOrUpdateKeyValue(ctx, runsBucket); err != nil {
+	// A cluster that is starting too may not have elected its leaders
+	// yet: ask again until the start timeout.
+	err = retry(ctx, e.log, func(ctx context.Context) error {
+		var err error
+		if e.logs, _, err = e.stream(ctx, logsStream, replicas); err != nil {
+			return err
+		}
+		if e.runs, err = e.bucket(ctx, runsBucket, replicas); err != nil {
+			return err
+		}
+		e.work, e.workIsNew, err = e.stream(ctx, workStream, replicas)
+		return err
+	})
+	if err != nil {
 		e.Close()
-		return nil, fmt.Errorf("create the %s bucket: %w", runsBucket.Bucket, err)
-	}
-	_, err = e.js.Stream(ctx, workStream.Name)
-	e.workIsNew = errors.Is(err, jetstream.ErrStreamNotFound)
-	if e.work, err = e.js.CreateOrUpdateStream(ctx, workStream); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("create the %s stream: %w", workStream.Name, err)
+		return nil, err
 	}
 	return e, nil
+}
+
+// retry calls f until it succeeds or ctx ends, and returns its last error.
+// Each call has a few seconds: a cluster without a leader yet leaves
+// requests unanswered rather than refused.
+func retry(ctx context.Context, log *slog.Logger, f func(context.Context) error) error {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("the engine is not ready; retrying", "err", err)
+		if !sleep(ctx, backoff) {
+			return err
+		}
+	}
+}
+
+// stream creates the stream of cfg with replicas copies, or updates it
+// keeping the copies it has: replicas and runners started with different
+// ideas of the cluster's size must not resize it back and forth. It
+// reports whether the stream is new.
+func (e *Engine) stream(ctx context.Context, cfg jetstream.StreamConfig, replicas int) (jetstream.Stream, bool, error) {
+	cfg.Replicas = replicas
+	old, err := e.js.Stream(ctx, cfg.Name)
+	switch {
+	case err == nil:
+		cfg.Replicas = old.CachedInfo().Config.Replicas
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, false, fmt.Errorf("read the %s stream: %w", cfg.Name, err)
+	}
+	s, err := e.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, false, fmt.Errorf("create the %s stream with %d copies: %w", cfg.Name, cfg.Replicas, err)
+	}
+	return s, old == nil, nil
+}
+
+// bucket is stream for a key-value bucket.
+func (e *Engine) bucket(ctx context.Context, cfg jetstream.KeyValueConfig, replicas int) (jetstream.KeyValue, error) {
+	cfg.Replicas = replicas
+	old, err := e.js.KeyValue(ctx, cfg.Bucket)
+	switch {
+	case err == nil:
+		st, err := old.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the %s bucket: %w", cfg.Bucket, err)
+		}
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+			cfg.Replicas = bs.StreamInfo().Config.Replicas
+		}
+	case !errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("read the %s bucket: %w", cfg.Bucket, err)
+	}
+	kv, err := e.js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create the %s bucket with %d copies: %w", cfg.Bucket, cfg.Replicas, err)
+	}
+	return kv, nil
 }
 
 func (e *Engine) embed(cfg Config) error {
@@ -165,13 +245,9 @@ func (e *Engine) embed(cfg Config) error {
 		MaxPayload: maxPayload,
 	}
 	if cfg.Listen != "" {
-		host, portText, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := hostPort("--nats-listen", cfg.Listen)
 		if err != nil {
-			return fmt.Errorf("--nats-listen %q: want host:port", cfg.Listen)
-		}
-		port, err := strconv.Atoi(portText)
-		if err != nil {
-			return fmt.Errorf("--nats-listen %q: bad port", cfg.Listen)
+			return err
 		}
 		if cfg.Token == "" && !loopback(host) {
 			return fmt.Errorf("--nats-listen %s is not on loopback: set a token (--nats-token-file) so that only your runners and replicas connect", cfg.Listen)
@@ -207,6 +283,18 @@ func (e *Engine) connOptions() []nats.Option {
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { e.log.Info("engine connection back") }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				e.slow.Add(1)
+				subject := ""
+				if sub != nil {
+					subject = sub.Subject
+				}
+				e.log.Warn("engine messages dropped: this process fell behind", "subject", subject)
+				return
+			}
+			e.log.Warn("engine", "err", err)
+		}),
 	}
 }
 

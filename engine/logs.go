@@ -150,7 +150,13 @@ func position(h nats.Header) (start, line int64, err error) {
 
 // retryEvery spaces the shipper's attempts while the engine cannot be
 // reached; the job goes on writing its file meanwhile.
-const retryEvery = 500 * time.Millisecond
+const retryEvery = 250 * time.Millisecond
+
+// shipTimeout bounds one send or read of the shipper: when the node that
+// leads the stream dies, a send waits for no answer, and the next try,
+// once a new leader is elected, goes sooner than the client's default
+// 5 s. A send that landed after all is not added twice (message ids).
+const shipTimeout = time.Second
 
 func (s *Shipment) run(ctx context.Context) error {
 	f, err := os.Open(s.path)
@@ -165,7 +171,10 @@ func (s *Shipment) run(ctx context.Context) error {
 	synced := false
 	for {
 		if !synced {
-			if st, err = s.e.resume(ctx, s.id); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, shipTimeout)
+			st, err = s.e.resume(rctx, s.id)
+			cancel()
+			if err != nil {
 				if !s.wait(ctx, retryEvery) {
 					return ctx.Err()
 				}
@@ -224,7 +233,9 @@ func (s *Shipment) run(ctx context.Context) error {
 			}
 			continue
 		}
-		ack, err := s.e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(key), jetstream.WithExpectLastSequencePerSubject(st.seq))
+		pctx, cancel := context.WithTimeout(ctx, shipTimeout)
+		ack, err := s.e.js.PublishMsg(pctx, msg, jetstream.WithMsgID(key), jetstream.WithExpectLastSequencePerSubject(st.seq))
+		cancel()
 		if err != nil {
 			// Sent but not acknowledged, sent by another shipper, or not
 			// sent: read the stream's end again before going on.

@@ -3,10 +3,12 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -30,43 +32,132 @@ func (e *Engine) MirrorLog(ctx context.Context, id int64, path string, grew func
 		return 0, err
 	}
 	defer w.close()
-	cons, err := e.logs.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{logSubject(id)}})
-	if err != nil {
-		return 0, fmt.Errorf("follow log %d: %w", id, err)
+	// Followed by a consumer of this process's own rather than the
+	// client's ordered consumer: when the node that holds the consumer
+	// dies, the client's waits up to 10 s per attempt to make another,
+	// and a viewer would wait with it. Here each attempt has a bound,
+	// and the next one starts after the last message copied.
+	var seq uint64 // the stream sequence of the last message copied
+	gaps := 0
+	for backoff := retryEvery; ; backoff = min(2*backoff, 2*time.Second) {
+		done, err := e.mirrorFrom(ctx, id, w, &seq, grew)
+		switch {
+		case done:
+			return w.size, nil
+		case ctx.Err() != nil:
+			return w.size, ctx.Err()
+		case errors.Is(err, ErrLogGap):
+			// Messages missed on the way, or a stream with a hole in
+			// it: asked again from the last one copied, a hole stays.
+			if gaps++; gaps > 2 {
+				return w.size, fmt.Errorf("log %d: %w", id, err)
+			}
+		case errors.Is(err, errMirrorMoved):
+			backoff = 0
+		case errors.Is(err, errFollow):
+			e.log.Warn("follow a log in the engine; again", "run_id", id, "err", err)
+		default:
+			return w.size, fmt.Errorf("log %d: %w", id, err)
+		}
+		if !sleep(ctx, backoff) {
+			return w.size, ctx.Err()
+		}
+		if errors.Is(err, errMirrorMoved) {
+			backoff = retryEvery / 2
+		}
 	}
-	it, err := cons.Messages()
+}
+
+// errMirrorMoved says the consumer a mirror followed went away (missed
+// heartbeats: its node died) or skipped a message: a new one is made.
+var errMirrorMoved = errors.New("the log's consumer went away")
+
+// errFollow marks the engine's errors, which a new consumer may not have,
+// from the copy's own (a full disk, a line too long).
+var errFollow = errors.New("follow")
+
+// mirrorTimeout bounds one attempt to make the consumer a mirror follows.
+const mirrorTimeout = 2 * time.Second
+
+// mirrorFrom copies run id's messages after stream sequence *seq into w
+// until the end is in (true) or the consumer fails.
+func (e *Engine) mirrorFrom(ctx context.Context, id int64, w *mirrorFile, seq *uint64, grew func(int64)) (bool, error) {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject:     logSubject(id),
+		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: 30 * time.Second,
+	}
+	if *seq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, *seq+1
+	}
+	cctx, cancel := context.WithTimeout(ctx, mirrorTimeout)
+	cons, err := e.logs.CreateConsumer(cctx, cfg)
+	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("follow log %d: %w", id, err)
+		return false, fmt.Errorf("%w log %d: %w", errFollow, id, err)
+	}
+	defer func() {
+		// Gone within InactiveThreshold anyway; sooner is tidier, also
+		// when ctx has ended.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mirrorTimeout)
+		go func() {
+			defer cancel()
+			_ = e.logs.DeleteConsumer(dctx, cons.CachedInfo().Name)
+		}()
+	}()
+	// A heartbeat a second, an error after two missed: a dead node is
+	// noticed in about 2 s.
+	it, err := cons.Messages(jetstream.PullExpiry(4*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	if err != nil {
+		return false, fmt.Errorf("%w log %d: %w", errFollow, id, err)
 	}
 	defer it.Stop()
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
-		<-ctx.Done()
-		it.Stop()
+		select {
+		case <-ctx.Done():
+			it.Stop()
+		case <-stopped:
+		}
 	}()
+	var delivered uint64
 	for {
 		m, err := it.Next()
 		if err != nil {
-			if ctx.Err() != nil {
-				return w.size, ctx.Err()
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				return false, errMirrorMoved
 			}
-			return w.size, fmt.Errorf("follow log %d: %w", id, err)
+			return false, fmt.Errorf("%w log %d: %w", errFollow, id, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return false, fmt.Errorf("%w log %d: %w", errFollow, id, err)
+		}
+		if delivered++; md.Sequence.Consumer != delivered {
+			return false, errMirrorMoved // one missed on the way
 		}
 		h := m.Headers()
 		if v := h.Get(hdrEnd); v != "" {
 			end, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || end != w.size || len(w.pending) > 0 {
-				return w.size, fmt.Errorf("%w: log %d ends at %s, the copy has %d bytes", ErrLogGap, id, v, w.size+int64(len(w.pending)))
+				return false, fmt.Errorf("%w: log %d ends at %s, the copy has %d bytes", ErrLogGap, id, v, w.size+int64(len(w.pending)))
 			}
-			return w.size, nil
+			return true, nil
 		}
 		start, _, err := position(h)
 		if err != nil {
-			return w.size, err
+			return false, err
 		}
 		at, _ := strconv.ParseInt(h.Get(hdrAt), 10, 64)
 		if err := w.add(start, m.Data(), at); err != nil {
-			return w.size, fmt.Errorf("log %d: %w", id, err)
+			return false, err
 		}
+		*seq = md.Sequence.Stream
 		if grew != nil {
 			grew(w.size)
 		}

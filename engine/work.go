@@ -331,7 +331,7 @@ func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name str
 		}
 	}
 	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		e.log.Warn("take from the work queue", "line", name, "err", err)
+		return true, err // the caller backs off: a line just made may not answer yet
 	}
 	return ctx.Err() == nil, nil
 }

@@ -181,7 +181,7 @@ func (w *logWriter) Write(p []byte) {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			w.pending = append(w.pending, p...)
-			for len(w.pending) >= logfile.MaxLineBytes {
+			for len(w.pending) > logfile.MaxLineBytes {
 				cut := w.splitAt(w.pending)
 				w.line(w.pending[:cut], true)
 				w.pending = append(w.pending[:0], w.pending[cut:]...)

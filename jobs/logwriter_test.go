@@ -215,6 +215,24 @@ func TestMaskedValueStraddlingTheLineSplit(t *testing.T) {
 	}
 }
 
+// A line of exactly the longest length kept whole is kept whole, also
+// when its newline comes in a later write, and one byte more splits it.
+func TestLineOfTheLongestLengthIsKeptWhole(t *testing.T) {
+	for _, tc := range []struct {
+		n, lines int
+		split    bool
+	}{{logfile.MaxLineBytes, 1, false}, {logfile.MaxLineBytes + 1, 2, true}} {
+		line := strings.Repeat("y", tc.n) + "\n"
+		for _, cut := range []int{tc.n, tc.n - 1, len(line)} {
+			got := writeLog(t, nil, line, cut)
+			if strings.Count(got, "\n") != tc.lines || strings.Contains(got, logfile.SplitMarker) != tc.split {
+				t.Errorf("a line of %d bytes written up to byte %d, then the rest: %d lines, split %v",
+					tc.n, cut, strings.Count(got, "\n"), strings.Contains(got, logfile.SplitMarker))
+			}
+		}
+	}
+}
+
 func TestAddMaskWithTrailingSpaceMasksTheValue(t *testing.T) {
 	got := writeLog(t, nil, "::add-mask::tok3n-value \nuse tok3n-value.\n", 10)
 	if strings.Contains(got, "tok3n-value") {

@@ -209,6 +209,24 @@ func (r *Runner) Get(ctx context.Context, id int64) (*Run, error) {
 	return run, r.fillWaits(ctx, run)
 }
 
+// Latest returns run id as the engine has it now. This node's copy of
+// the records may be a moment behind a change made on another: a script
+// that saw a run finish through one replica and reads its log through
+// another must find it finished there too.
+func (r *Runner) Latest(ctx context.Context, id int64) (*Run, error) {
+	r.mu.Lock()
+	t, mine := r.active[id]
+	var snap *Run
+	if mine {
+		snap = t.run.clone()
+	}
+	r.mu.Unlock()
+	if mine {
+		return snap, nil
+	}
+	return r.store.Latest(ctx, id)
+}
+
 func (r *Runner) get(ctx context.Context, id int64) (*Run, error) {
 	r.mu.Lock()
 	if t, ok := r.active[id]; ok {

@@ -368,19 +368,10 @@ func (s *Store) Fresh(ctx context.Context, id int64) (*Run, error) {
 	if s.recs == nil {
 		return s.Get(ctx, id)
 	}
-	data, rev, err := s.recs.Get(ctx, id)
-	var nf interface{ NotFound() bool }
-	if errors.As(err, &nf) && nf.NotFound() {
-		return nil, fmt.Errorf("%w: #%d", ErrNotFound, id)
-	}
+	run, rev, err := s.latest(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	run, err := decodeRecord(data)
-	if err != nil {
-		return nil, err
-	}
-	run.ID = id
 	s.mu.Lock()
 	if run.State.Finished() {
 		delete(s.revs, id)
@@ -389,6 +380,33 @@ func (s *Store) Fresh(ctx context.Context, id int64) (*Run, error) {
 	}
 	s.mu.Unlock()
 	return run, nil
+}
+
+// Latest is Fresh for a reader: this process's writes stay based on the
+// revision they were, so that a late writer is still refused.
+func (s *Store) Latest(ctx context.Context, id int64) (*Run, error) {
+	if s.recs == nil {
+		return s.Get(ctx, id)
+	}
+	run, _, err := s.latest(ctx, id)
+	return run, err
+}
+
+func (s *Store) latest(ctx context.Context, id int64) (*Run, uint64, error) {
+	data, rev, err := s.recs.Get(ctx, id)
+	var nf interface{ NotFound() bool }
+	if errors.As(err, &nf) && nf.NotFound() {
+		return nil, 0, fmt.Errorf("%w: #%d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	run, err := decodeRecord(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	run.ID = id
+	return run, rev, nil
 }
 
 // Get returns the run with the given ID.
