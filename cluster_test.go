@@ -31,7 +31,7 @@ import (
 	"github.com/shiplog/shiplog/sse"
 )
 
-// testCluster is 3 engine nodes, 3 replicas (`shiplog serve --nats`, no
+// testCluster is 3 engine nodes (TLS between all parts), 3 replicas (`shiplog serve --nats`, no
 // runner) behind a round-robin TCP proxy, and 2 runners of zone prod.
 type testCluster struct {
 	t        *testing.T
@@ -80,7 +80,8 @@ func startTestCluster(t *testing.T, yaml string, flags ...string) *testCluster {
 			defer wg.Done()
 			ch := startProc(t, self, "shiplog engine node is serving", "engine", "--name", name,
 				"--data", filepath.Join(dir, "engine-"+name), "--listen", clients[i], "--cluster", routes[i],
-				"--routes", strings.Join(routes, ","), "--token-file", c.token)
+				"--routes", strings.Join(routes, ","), "--token-file", c.token,
+				"--tls-cert", tlsFile("engine.pem"), "--tls-key", tlsFile("engine-key.pem"), "--tls-ca", tlsFile("ca.pem"))
 			c.engines[i] = &engineProc{child: ch, name: name}
 		}()
 	}
@@ -109,7 +110,7 @@ func startTestCluster(t *testing.T, yaml string, flags ...string) *testCluster {
 		go func() {
 			defer wg.Done()
 			c.runners[i] = startProc(t, self, "shiplog runner is taking runs", append([]string{"runner", "--nats", c.nats,
-				"--nats-token-file", c.token, "--zone", "prod", "--config", cfg,
+				"--nats-token-file", c.token, "--nats-tls-ca", tlsFile("ca.pem"), "--zone", "prod", "--config", cfg,
 				"--data", filepath.Join(dir, fmt.Sprintf("runner-%d", i+1)), "--log-level", "info"}, flags...)...)
 		}()
 	}
@@ -126,11 +127,18 @@ func startTestCluster(t *testing.T, yaml string, flags ...string) *testCluster {
 	return c
 }
 
+// tlsFile is a file of the test certificates (testdata/tls): the
+// cluster's connections are encrypted, as on real hosts.
+func tlsFile(name string) string {
+	p, _ := filepath.Abs(filepath.Join("testdata", "tls", name))
+	return p
+}
+
 // startReplica starts a replica that runs nothing, with its own data dir.
 func (c *testCluster) startReplica(name string) *child {
 	return startProc(c.t, []string{os.Args[0]}, "shiplog is serving", append([]string{"serve", "--addr", "127.0.0.1:0",
 		"--log-level", "info", "--config", c.cfg, "--data", filepath.Join(c.data, name),
-		"--nats", c.nats, "--nats-token-file", c.token}, c.flags...)...)
+		"--nats", c.nats, "--nats-token-file", c.token, "--nats-tls-ca", tlsFile("ca.pem")}, c.flags...)...)
 }
 
 // dumpLogs shows the end of what each process logged, and the sizes of
@@ -166,7 +174,7 @@ func (c *testCluster) dumpLogs() {
 func (c *testCluster) connect() jetstream.JetStream {
 	c.t.Helper()
 	tok, _ := os.ReadFile(c.token)
-	nc, err := nats.Connect(c.nats, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(c.nats, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1), nats.RootCAs(tlsFile("ca.pem")))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -355,8 +363,8 @@ func TestClusterHarness(t *testing.T) {
 	}
 	for _, r := range c.replicas {
 		s := &testServer{t: t, URL: r.URL}
-		if _, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), ""); string(body) != fmt.Sprintf("hello from %d\n", run.ID) {
-			t.Fatalf("%s serves the log as %q", r.URL, body)
+		if code, hdr, body := s.do("GET", fmt.Sprintf("/api/runs/%d/log", run.ID), ""); string(body) != fmt.Sprintf("hello from %d\n", run.ID) {
+			t.Fatalf("%s serves the log as %d %q (%v)", r.URL, code, body, hdr)
 		}
 	}
 	c.stop()

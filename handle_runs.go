@@ -316,6 +316,17 @@ func (s *server) getRun(c echo.Context) error {
 			return err
 		}
 		etag := etagOf(body)
+		if inm != "" && !etagMatch(inm, etag) && s.engine != nil && run.State != jobs.Queued {
+			// The client may have had its ETag from a node whose copy of
+			// the records is ahead of this one's by a moment: the
+			// engine's record decides (a queued run's wait is this
+			// node's reading, and is left as it is).
+			if latest, err := s.runner.Latest(ctx, id); err == nil && latest.State != jobs.Queued {
+				if b, err := json.Marshal(toRunJSON(latest, time.Now())); err == nil {
+					body, run, etag = b, latest, etagOf(b)
+				}
+			}
+		}
 		h.Set("ETag", etag)
 		h.Set("X-Run-State", string(run.State))
 		s.setLogHeaders(h, run)

@@ -61,8 +61,12 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 	// no listener; or the one a replica or runner joins.
 	if n.eng, err = engine.Start(ctx, engine.Config{
 		Dir: filepath.Join(cfg.DataDir, "engine"), Listen: cfg.NATSListen, URL: cfg.NATS, Token: token, Logger: log, Lease: cfg.Lease,
+		TLS: engine.TLS{Cert: cfg.NATSTLSCert, Key: cfg.NATSTLSKey, CA: cfg.NATSTLSCA},
 	}); err != nil {
 		return nil, err
+	}
+	if cfg.NATSListen != "" && cfg.NATSTLSCert == "" && !loopback(cfg.NATSListen) {
+		log.Warn("the engine's connections are not encrypted: give --nats-tls-cert and --nats-tls-key, or keep them on a private network")
 	}
 	n.closers = append(n.closers, n.eng.Close)
 	if u := n.eng.ClientURL(); u != "" {

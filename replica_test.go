@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shiplog/shiplog/api"
+	"github.com/shiplog/shiplog/engine"
 )
 
 const replicaJobs = `
@@ -218,10 +219,33 @@ func TestReplicaFlags(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--nats", "nats://127.0.0.1:4222", "--nats-listen", "127.0.0.1:4222"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("--nats with --nats-listen was accepted")
 	}
-	for _, args := range [][]string{{}, {"--nats", "nats://127.0.0.1:4222", "--zone", "none"}, {"--nats", "nats://127.0.0.1:4222", "extra"}} {
+	for _, args := range [][]string{
+		{"--nats-listen", "127.0.0.1:4222", "--nats-tls-cert", "c.pem"},
+		{"--nats-tls-cert", "c.pem", "--nats-tls-key", "k.pem"},
+		{"--lease", "100ms"},
+	} {
+		if _, err := parseServeFlags(args, io.Discard); err == nil {
+			t.Errorf("shiplog serve %q was accepted", args)
+		}
+	}
+	for _, args := range [][]string{{}, {"--nats", "nats://127.0.0.1:4222", "--zone", "none"}, {"--nats", "nats://127.0.0.1:4222", "extra"},
+		{"--nats", "nats://127.0.0.1:4222", "--lease", "2h"}} {
 		if _, err := parseRunnerFlags(args, io.Discard); err == nil {
 			t.Errorf("shiplog runner %q was accepted", args)
 		}
+	}
+	for _, args := range [][]string{{"extra"}, {"--listen", "nope"}} {
+		f, err := parseEngineFlags(args, io.Discard)
+		if err == nil {
+			_, err = engine.StartNode(f.node)
+		}
+		if err == nil {
+			t.Errorf("shiplog engine %q was accepted", args)
+		}
+	}
+	// A node beyond loopback needs a token.
+	if _, err := engine.StartNode(engine.NodeConfig{Name: "n1", Dir: t.TempDir(), Listen: "0.0.0.0:0", Cluster: "127.0.0.1:0"}); err == nil {
+		t.Error("an engine node listening beyond loopback without a token started")
 	}
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "token")

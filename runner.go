@@ -20,6 +20,7 @@ func parseRunnerFlags(args []string, stderr io.Writer) (Config, error) {
 	var cfg Config
 	var level string
 	fs.StringVar(&cfg.NATS, "nats", envOr("SHIPLOG_NATS", ""), "the engine to join (nats://host:4222); required (env SHIPLOG_NATS)")
+	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", envOr("SHIPLOG_NATS_TLS_CA", ""), "the CA the engine's certificates are checked against; the connection is then encrypted (env SHIPLOG_NATS_TLS_CA)")
 	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", envOr("SHIPLOG_NATS_TOKEN_FILE", ""), "file holding the engine's token (env SHIPLOG_NATS_TOKEN_FILE)")
 	fs.StringVar(&cfg.Zone, "zone", envOr("SHIPLOG_ZONE", "default"), "run the jobs of this zone (env SHIPLOG_ZONE)")
 	fs.StringVar(&cfg.ConfigPath, "config", envOr("SHIPLOG_CONFIG", "shiplog.yaml"), "job config file, the same as the dashboards' (env SHIPLOG_CONFIG)")

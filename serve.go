@@ -67,6 +67,9 @@ type Config struct {
 	NATSListen    string
 	NATS          string
 	NATSTokenFile string
+	// NATSTLS: the embedded listener's certificate and key, and the CA
+	// that an engine elsewhere is checked against.
+	NATSTLSCert, NATSTLSKey, NATSTLSCA string
 	// Zone is the zone whose jobs this process runs: "default" if empty
 	// with the embedded engine, none if empty with NATS or "none".
 	Zone string
@@ -107,6 +110,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.NATS, "nats", envOr("SHIPLOG_NATS", ""), "join the engine at this URL (nats://host:4222) as a replica: it runs no jobs, the node that embeds the engine does (env SHIPLOG_NATS)")
 	fs.StringVar(&cfg.Zone, "zone", envOr("SHIPLOG_ZONE", ""), "run the jobs of this zone here (default: \"default\" with the embedded engine, none with --nats; \"none\": run nothing) (env SHIPLOG_ZONE)")
 	fs.StringVar(&cfg.NATSTokenFile, "nats-token-file", envOr("SHIPLOG_NATS_TOKEN_FILE", ""), "file holding the token replicas and the engine share (env SHIPLOG_NATS_TOKEN_FILE)")
+	fs.StringVar(&cfg.NATSTLSCert, "nats-tls-cert", envOr("SHIPLOG_NATS_TLS_CERT", ""), "with --nats-listen: the embedded engine's TLS certificate (PEM) (env SHIPLOG_NATS_TLS_CERT)")
+	fs.StringVar(&cfg.NATSTLSKey, "nats-tls-key", envOr("SHIPLOG_NATS_TLS_KEY", ""), "with --nats-listen: its key (env SHIPLOG_NATS_TLS_KEY)")
+	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", envOr("SHIPLOG_NATS_TLS_CA", ""), "with --nats: the CA the engine's certificates are checked against; the connection is then encrypted (env SHIPLOG_NATS_TLS_CA)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve without tokens on a non-loopback address (anyone who can reach it can run jobs)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, &exitError{code: exitUsage}
@@ -130,6 +136,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if cfg.Lease < time.Second || cfg.Lease > time.Hour {
 		return cfg, &exitError{code: exitUsage, msg: fmt.Sprintf("--lease %s: want from 1s to 1h", cfg.Lease)}
+	}
+	if (cfg.NATSTLSCert != "") != (cfg.NATSTLSKey != "") || (cfg.NATSTLSCert != "" && cfg.NATSListen == "") {
+		return cfg, &exitError{code: exitUsage, msg: "--nats-tls-cert and --nats-tls-key go together, with --nats-listen"}
 	}
 	if cfg.NATS != "" && cfg.NATSListen != "" {
 		return cfg, &exitError{code: exitUsage, msg: "--nats joins an engine elsewhere; --nats-listen opens the embedded one: choose one"}

@@ -37,6 +37,9 @@ type NodeConfig struct {
 	// Token is required of clients and of the other nodes. A node that
 	// listens on anything but loopback must have one.
 	Token string
+	// TLS, if it names a certificate, encrypts every connection: clients
+	// check it against the CA they are given, and nodes check each other.
+	TLS TLS
 }
 
 // Node is a running engine node.
@@ -98,6 +101,16 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Token != "" {
 		opts.Authorization = cfg.Token
 		opts.Cluster.Username, opts.Cluster.Password = routeUser, cfg.Token
+	}
+	if opts.TLSConfig, err = cfg.TLS.serverConfig(); err != nil {
+		return nil, err
+	}
+	if opts.TLSConfig != nil {
+		opts.TLS, opts.TLSTimeout = true, 5
+		if opts.Cluster.TLSConfig, err = cfg.TLS.routeConfig(); err != nil {
+			return nil, err
+		}
+		opts.Cluster.TLSTimeout = 5
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -38,6 +38,9 @@ type Config struct {
 	// Token authenticates to the engine: required of clients by an
 	// embedded server that listens, sent to an external one.
 	Token string
+	// TLS: the embedded listener's certificate and key; for a client of
+	// an engine elsewhere, the CA its certificates are checked against.
+	TLS TLS
 	// Logger receives the engine's warnings and errors.
 	Logger *slog.Logger
 	// Replicas is how many nodes of a cluster keep each of shiplog's
@@ -131,6 +134,12 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		opts := append(e.connOptions(), nats.MaxReconnects(-1), nats.Timeout(5*time.Second))
 		if cfg.Token != "" {
 			opts = append(opts, nats.Token(cfg.Token))
+		}
+		if cfg.TLS.CA != "" {
+			if _, err := loadCA(cfg.TLS.CA); err != nil {
+				return nil, err
+			}
+			opts = append(opts, nats.RootCAs(cfg.TLS.CA))
 		}
 		if e.nc, err = nats.Connect(cfg.URL, opts...); err != nil {
 			return nil, fmt.Errorf("connect to the engine at %s: %w", cfg.URL, err)
@@ -253,6 +262,13 @@ func (e *Engine) embed(cfg Config) error {
 			return fmt.Errorf("--nats-listen %s is not on loopback: set a token (--nats-token-file) so that only your runners and replicas connect", cfg.Listen)
 		}
 		opts.DontListen, opts.Host, opts.Port, opts.Authorization = false, host, port, cfg.Token
+		tc, err := cfg.TLS.serverConfig()
+		if err != nil {
+			return err
+		}
+		if tc != nil {
+			opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 5
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

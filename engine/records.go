@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -85,18 +88,65 @@ func (r *Records) Raise(ctx context.Context, atLeast int64) error {
 
 // seq returns the last id handed out and its revision (0 when none was).
 func (r *Records) seq(ctx context.Context) (last int64, rev uint64, err error) {
-	e, err := r.kv.Get(ctx, seqKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	data, rev, err := r.leaderGet(ctx, seqKey)
+	if errors.Is(err, ErrNotFound) {
 		return 0, 0, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("read the run id counter: %w", err)
 	}
-	last, err = strconv.ParseInt(string(e.Value()), 10, 64)
+	last, err = strconv.ParseInt(string(data), 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read the run id counter: %q: %w", e.Value(), err)
+		return 0, 0, fmt.Errorf("read the run id counter: %q: %w", data, err)
 	}
-	return last, e.Revision(), nil
+	return last, rev, nil
+}
+
+// leaderGet reads key's last value, and its revision, from the leader of
+// the bucket's stream. The client's Get may be answered by any of a
+// cluster's copies (a direct get), which can be a moment behind the last
+// write: a reader that must see that write, and a writer that bases a
+// compare-and-swap on what it read, ask the leader.
+func (r *Records) leaderGet(ctx context.Context, key string) ([]byte, uint64, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + runsBucket.Bucket + "." + key})
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	msg, err := r.e.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+runsBucket.Bucket, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("the engine's answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(server.JSNoMessageFoundErr):
+		return nil, 0, ErrNotFound
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("the engine: %s", resp.Error.Description)
+	case resp.Message == nil:
+		return nil, 0, errors.New("the engine's answer holds no record")
+	}
+	if len(resp.Message.Hdrs) > 0 {
+		// A delete or purge leaves a marker with no value.
+		if h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs); err == nil && h.Get("KV-Operation") != "" {
+			return nil, 0, ErrNotFound
+		}
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 func (r *Records) setSeq(ctx context.Context, v int64, rev uint64) error {
@@ -229,14 +279,14 @@ func (r *Records) Get(ctx context.Context, id int64) ([]byte, uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	e, err := r.kv.Get(ctx, runKey(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, 0, ErrNotFound
+	data, rev, err := r.leaderGet(ctx, runKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, 0, err
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the record of run %d: %w", id, err)
 	}
-	return e.Value(), e.Revision(), nil
+	return data, rev, nil
 }
 
 // ErrNotFound says there is no record of a run.

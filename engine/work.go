@@ -175,10 +175,11 @@ func (l *Lease) end() { l.once.Do(func() { close(l.over) }) }
 const pollWait = 5 * time.Second
 
 // Take hands the runs of zone to take as they reach the heads of their
-// lines, until ctx ends. A run that needs no lock is taken only while
-// room says there is room for it; roomed is signalled when room may have
-// changed. The next run of a lock is not asked for before the last one's
-// lease is over.
+// lines, until ctx ends. A run is taken only while room says there is
+// room for it, so that it goes to a runner that starts it at once;
+// roomed is signalled when room may have changed. The next run of a lock
+// is not asked for before the last one's lease is over, and then taken
+// at once, into the slot the last one freed.
 func (e *Engine) Take(ctx context.Context, zone string, room func() bool, roomed <-chan struct{}, take func(*Lease)) error {
 	if !ValidZone(zone) {
 		return fmt.Errorf("bad zone %q", zone)
@@ -208,6 +209,20 @@ func (e *Engine) Take(ctx context.Context, zone string, room func() bool, roomed
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Every line waits for room, so a signal on roomed is for all of them.
+	changed := newSignal()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-roomed:
+				changed.fire()
+			}
+		}
+	}()
 	taking := map[string]bool{}
 	follow := func(name string) {
 		if taking[name] || !ofZone(name, zone) {
@@ -217,7 +232,7 @@ func (e *Engine) Take(ctx context.Context, zone string, room func() bool, roomed
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.takeFrom(ctx, name, name == anyName, room, roomed, take)
+			e.takeFrom(ctx, name, name != anyName, room, changed, take)
 		}()
 	}
 	follow(anyName)
@@ -244,8 +259,36 @@ func (e *Engine) Take(ctx context.Context, zone string, room func() bool, roomed
 	}
 }
 
-// takeFrom pulls runs from one line until ctx ends.
-func (e *Engine) takeFrom(ctx context.Context, name string, needsRoom bool, room func() bool, roomed <-chan struct{}, take func(*Lease)) {
+// signal is a broadcast: fire wakes everyone waiting.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// takeFrom pulls runs from one line until ctx ends. A run is taken only
+// while this runner has room for it, so that a runner with a free slot
+// gets it rather than one that would keep it waiting: the line that
+// needs no lock is asked only then; a lock's line is asked always (a run
+// whose runner died must be marked interrupted, and its lock let go,
+// whether or not anyone has room), and a run it hands out to a runner
+// without room goes back, and the line waits for room before asking
+// again. The next run of a lock is handed over at once (see pollOnce).
+func (e *Engine) takeFrom(ctx context.Context, name string, locked bool, room func() bool, changed *signal, take func(*Lease)) {
 	var cons jetstream.Consumer
 	for backoff := 100 * time.Millisecond; cons == nil; backoff = min(2*backoff, 5*time.Second) {
 		var err error
@@ -259,15 +302,22 @@ func (e *Engine) takeFrom(ctx context.Context, name string, needsRoom bool, room
 			}
 		}
 	}
+	gave := false // gave a run back for want of room
 	for backoff := 100 * time.Millisecond; ctx.Err() == nil; {
-		for needsRoom && !room() {
+		for !locked || gave {
+			w := changed.wait()
+			if room() {
+				break
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-roomed:
+			case <-w:
 			}
 		}
-		ok, err := e.pollOnce(ctx, cons, name, needsRoom, take)
+		var ok bool
+		var err error
+		ok, gave, err = e.pollOnce(ctx, cons, name, locked, room, take)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return
@@ -287,15 +337,24 @@ func (e *Engine) takeFrom(ctx context.Context, name string, needsRoom bool, room
 }
 
 // pollOnce asks the line for one run, for at most pollWait, and hands it
-// to take. It reports false once ctx has ended.
-func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name string, needsRoom bool, take func(*Lease)) (bool, error) {
+// to take. It reports false once ctx has ended, and whether it gave the
+// run back for want of room.
+func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name string, locked bool, room func() bool, take func(*Lease)) (bool, bool, error) {
 	pollCtx, cancel := context.WithTimeout(ctx, pollWait)
 	defer cancel()
 	batch, err := cons.Fetch(1, jetstream.FetchContext(pollCtx))
 	if err != nil {
-		return ctx.Err() == nil, err
+		return ctx.Err() == nil, false, err
 	}
-	l := e.lease1(ctx, batch, name, needsRoom)
+	l := e.lease1(ctx, batch, name, !locked)
+	if l != nil && !room() && (!locked || !l.Redelivered()) {
+		// No room (or it went while the pull waited): the run goes back
+		// to the head of its line, for a runner with room. A lock's run
+		// handed out again is kept: its runner may have died holding
+		// the lock, and taking it lets the lock go.
+		_ = l.Release()
+		return ctx.Err() == nil, true, nil
+	}
 	// prev is the lock's last run, whose Done waits until the next run has
 	// been through take: only then may its slot go to a run without a lock.
 	var prev *Lease
@@ -309,13 +368,13 @@ func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name str
 	for l != nil {
 		if ctx.Err() != nil {
 			_ = l.Release()
-			return false, nil
+			return false, false, nil
 		}
 		l.taking.Store(true)
 		take(l)
 		l.taking.Store(false)
 		handed()
-		if needsRoom {
+		if !locked {
 			break
 		}
 		// The lock's next run cannot come out before this lease is over:
@@ -323,17 +382,17 @@ func (e *Engine) pollOnce(ctx context.Context, cons jetstream.Consumer, name str
 		select {
 		case <-l.over:
 		case <-ctx.Done():
-			return false, nil
+			return false, false, nil
 		}
 		prev, l = l, nil
 		if next, err := cons.FetchNoWait(1); err == nil {
-			l = e.lease1(ctx, next, name, needsRoom)
+			l = e.lease1(ctx, next, name, !locked)
 		}
 	}
 	if err := batch.Error(); err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return true, err // the caller backs off: a line just made may not answer yet
+		return true, false, err // the caller backs off: a line just made may not answer yet
 	}
-	return ctx.Err() == nil, nil
+	return ctx.Err() == nil, false, nil
 }
 
 // lease1 returns the lease on the first run in batch, nil if none.

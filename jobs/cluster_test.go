@@ -77,9 +77,44 @@ jobs:
 	}
 }
 
-// lapseJobs: hold runs until killed; next says it started.
-const lapseJobs = `
+// A run of a lock goes to a runner with a free slot, not to one that is
+// busy and would keep it (and its lock's line) waiting: each of several
+// runs of the lock starts while the other runner's slot is taken.
+func TestIdleRunnerTakesALockedRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg := mustParse(t, fmt.Sprintf(`
+max_concurrent_runs: 1
 jobs:
+  deploy:
+    lock: deploy-production
+    run: echo "deploying"
+  busy:
+    env: {GATE: %[1]s}
+%[2]s
+`, dir, gateJob))
+	a := testNode(t, t.TempDir(), nil, cfg, RunnerOptions{})
+	b := testNode(t, t.TempDir(), a.eng, cfg, RunnerOptions{})
+	busy := trigger(t, a.runner, "busy", nil)
+	run := waitRun(t, a.runner, busy.ID, started)
+	idle := map[string]string{a.runner.opts.Node: b.runner.opts.Node, b.runner.opts.Node: a.runner.opts.Node}[run.Node]
+	for i := range 6 {
+		r := []*Runner{a.runner, b.runner}[i%2]
+		id := trigger(t, r, "deploy", nil).ID
+		if done := waitRun(t, r, id, finished); done.State != Succeeded || done.Node != idle {
+			t.Fatalf("deploy #%d: %s on %q, want it run by the idle runner %q", id, done.State, done.Node, idle)
+		}
+	}
+	release(t, dir, busy.ID)
+	waitRun(t, a.runner, busy.ID, finished)
+}
+
+// lapseJobs: hold runs until killed; next says it started; busy takes a
+// runner's one slot.
+const lapseJobs = `
+max_concurrent_runs: 1
+jobs:
+  busy:
+    run: sleep 300
   hold:
     lock: deploy-production
     run: |
@@ -216,6 +251,38 @@ func TestRunnerKilledHoldingALock(t *testing.T) {
 	}
 }
 
+// A runner with no free slot still lets go the lock of a runner that died
+// holding it: it marks that run interrupted within the lease and a second.
+func TestBusyRunnerLetsADeadRunnersLockGo(t *testing.T) {
+	_, here, helper := lapseCluster(t)
+	held := trigger(t, here.runner, "hold", nil)
+	if run := waitRun(t, here.runner, held.ID, started); run.Node != "helper" {
+		t.Fatalf("the held run runs on %q, want the helper", run.Node)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = here.runner.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	busy := trigger(t, here.runner, "busy", nil)
+	if run := waitRun(t, here.runner, busy.ID, func(r *Run) bool { return r.State == Running }); run.Node != "here" {
+		t.Fatalf("the busy run runs on %q", run.Node)
+	}
+	killed := time.Now()
+	helper.kill()
+	lapsed := waitRun(t, here.runner, held.ID, finished)
+	took := time.Since(killed)
+	if lapsed.State != Interrupted {
+		t.Fatalf("the dead runner's run is %s", lapsed.State)
+	}
+	t.Logf("marked interrupted %v after the kill by a runner with no free slot (lease %v)", took.Round(time.Millisecond), shortLease)
+	if took > shortLease+time.Second {
+		t.Errorf("the dead runner's run was let go %v after the kill, want within the lease and a second", took)
+	}
+	if err := here.runner.Cancel(context.Background(), busy.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A runner that cannot renew its lease on a running run (the engine is
 // out of reach) stops the run within half the lease, before another runner
 // may take its lock.
@@ -292,43 +359,58 @@ jobs:
     run: echo "ran"
 `, dir, gateJob))
 	a := testNode(t, t.TempDir(), nil, cfg, RunnerOptions{KillGrace: 300 * time.Millisecond})
-	b, err := startNode(context.Background(), t.TempDir(), a.eng, cfg, RunnerOptions{})
-	if err != nil {
-		t.Fatal(err)
+	b := testNode(t, t.TempDir(), a.eng, cfg, RunnerOptions{KillGrace: 300 * time.Millisecond})
+	// Both runners busy: the first to be handed the lock's run gives it
+	// back for want of room, and the other keeps it, handed out again,
+	// in its own line until its slot frees.
+	holds := map[string]int64{}
+	for range 2 {
+		h := trigger(t, a.runner, "hold", nil)
+		holds[waitRun(t, a.runner, h.ID, started).Node] = h.ID
 	}
-	defer b.stop()
-	held := trigger(t, a.runner, "hold", nil)
-	waitRun(t, a.runner, held.ID, started)
+	if len(holds) != 2 {
+		t.Fatalf("the two holds run on %v, want one on each runner", holds)
+	}
 	other := trigger(t, a.runner, "other", nil)
-	// Taken by A (a lock's line lets its head out at once), waiting for
-	// A's one slot. Taking writes nothing anyone can watch: look.
+	// Taking writes nothing anyone can watch: look.
+	var keeper, canceler *node
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	timeout := time.After(deadline)
-	for taken := false; !taken; {
-		a.runner.mu.Lock()
-		_, taken = a.runner.active[other.ID]
-		a.runner.mu.Unlock()
+	for keeper == nil {
+		for _, n := range []*node{a, b} {
+			n.runner.mu.Lock()
+			_, taken := n.runner.active[other.ID]
+			n.runner.mu.Unlock()
+			if taken {
+				keeper, canceler = n, map[*node]*node{a: b, b: a}[n]
+			}
+		}
 		select {
 		case <-tick.C:
 		case <-timeout:
-			t.Fatal("A did not take the run")
+			t.Fatal("no runner kept the run")
 		}
 	}
-	if err := b.runner.Cancel(context.Background(), other.ID, "bob"); err != nil {
-		t.Fatalf("cancel through B: %v", err)
+	if err := canceler.runner.Cancel(context.Background(), other.ID, "bob"); err != nil {
+		t.Fatalf("cancel through the other node: %v", err)
 	}
-	release(t, dir, held.ID)
-	waitRun(t, a.runner, held.ID, finished)
-	// A runs nothing more: the next run it takes shows its slot is free.
-	after := trigger(t, a.runner, "other", nil)
-	waitRun(t, a.runner, after.ID, finished)
-	run, err := a.store.Fresh(context.Background(), other.ID)
+	held := holds[keeper.runner.opts.Node]
+	release(t, dir, held)
+	waitRun(t, keeper.runner, held, finished)
+	// The keeper runs nothing more: the next run it takes shows its slot
+	// is free.
+	after := trigger(t, keeper.runner, "other", nil)
+	waitRun(t, keeper.runner, after.ID, finished)
+	run, err := keeper.store.Fresh(context.Background(), other.ID)
 	if err != nil || run.State != Canceled || run.StartedAt != nil || run.Error != "canceled by bob" {
-		t.Fatalf("the run canceled through B: %+v (%v)", run, err)
+		t.Fatalf("the run canceled through the other node: %+v (%v)", run, err)
 	}
-	if log, _ := os.ReadFile(a.runner.LogPath(other.ID)); len(log) != 0 {
-		t.Fatalf("the run canceled through B ran: its log says %q", log)
+	if log, _ := os.ReadFile(keeper.runner.LogPath(other.ID)); len(log) != 0 {
+		t.Fatalf("the run canceled through the other node ran: its log says %q", log)
+	}
+	for _, h := range holds {
+		release(t, dir, h)
 	}
 }
 
