@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,16 +16,6 @@ func testCerts(t *testing.T) TLS {
 	return TLS{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "engine.pem"), Key: filepath.Join(dir, "engine-key.pem")}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // Three nodes with TLS between them and to their clients: a client that
 // trusts their CA uses the cluster (its streams kept by all three), one
 // that does not, or that comes without the token, is refused.
@@ -34,7 +23,7 @@ func TestClusterNodesSpeakTLS(t *testing.T) {
 	certs := testCerts(t)
 	var routes, clients []string
 	for range 3 {
-		routes, clients = append(routes, freePort(t)), append(clients, freePort(t))
+		routes, clients = append(routes, freeAddr(t)), append(clients, freeAddr(t))
 	}
 	for i := range 3 {
 		n, err := StartNode(NodeConfig{Name: fmt.Sprintf("n%d", i+1), Dir: t.TempDir(), Listen: clients[i], Cluster: routes[i],
@@ -76,7 +65,7 @@ func TestClusterNodesSpeakTLS(t *testing.T) {
 // still uses it, and a replica that trusts the CA joins.
 func TestEmbeddedListenerSpeaksTLS(t *testing.T) {
 	certs := testCerts(t)
-	addr := freePort(t)
+	addr := freeAddr(t)
 	node := startEngine(t, Config{Listen: addr, Token: "t0ken", TLS: TLS{Cert: certs.Cert, Key: certs.Key}})
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
