@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -602,5 +604,105 @@ jobs:
 	}
 	if n := s.metric("shiplog_stream_direct_writes_total"); n == "0" || n == "?" {
 		t.Errorf("no live line was written straight to a waiting viewer (direct writes %s)", n)
+	}
+}
+
+// A job's unfinished line (a prompt, a progress bar redrawn with \r)
+// reaches a viewer who asks for it (?partial=1) before its newline, masked,
+// without moving the viewer's offset; a viewer who does not ask never sees
+// it; the finished line then arrives as usual.
+func TestUnfinishedLineReachesViewersBeforeItsNewline(t *testing.T) {
+	s := startServer(t, `
+jobs:
+  prompt:
+    env: {GATE: $$GATE}
+    run: |
+      echo "::add-mask::s3cr3t-value"
+      printf 'start\nPassword for s3cr3t-value: '
+      while [ ! -e "$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      printf 'ok\n10%%\r'
+      sleep 0.1
+      printf '55%%\r'
+      while [ ! -e "$GATE/release2-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      printf '100%%\n'
+`)
+	run := s.trigger("prompt", nil)
+	path := fmt.Sprintf("/api/runs/%d/events", run.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	resp := s.send(ctx, "GET", path+"?partial=1", nil)
+	defer resp.Body.Close()
+	dec := sse.NewDecoder(resp.Body)
+	// until reads events up to one that cond accepts.
+	until := func(what string, cond func(sse.Event) bool) sse.Event {
+		t.Helper()
+		for {
+			ev, err := dec.Next()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", what, err)
+			}
+			if cond(ev) {
+				return ev
+			}
+		}
+	}
+	partial := func(text string) func(sse.Event) bool {
+		return func(ev sse.Event) bool {
+			return ev.Name == "partial" && len(ev.Lines()) == 1 && ev.Lines()[0] == text
+		}
+	}
+	var first []string
+	var firstID string
+	for len(first) < 2 {
+		ev := until("the first lines", func(ev sse.Event) bool { return ev.Name == "log" })
+		first, firstID = append(first, ev.Lines()...), ev.ID
+	}
+	if len(first) != 2 || first[1] != "start" || firstID != "22" {
+		t.Fatalf("first lines %q to %s", first, firstID)
+	}
+	p := until("the prompt", partial("Password for ***: "))
+	if p.ID != "" {
+		t.Fatalf("a partial event has id %q: it would move the viewer's offset", p.ID)
+	}
+	// A second viewer, resuming where the first one is, gets the prompt too.
+	res2 := s.send(ctx, "GET", path+"?partial=1", nil, "Last-Event-ID", "22")
+	defer res2.Body.Close()
+	dec2 := sse.NewDecoder(res2.Body)
+	for {
+		ev, err := dec2.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Name == "log" {
+			t.Fatalf("resumed at 22, got lines %q", ev.Lines())
+		}
+		if partial("Password for ***: ")(ev) {
+			break
+		}
+	}
+	s.release(run.ID)
+	ok := until("the finished prompt line", func(ev sse.Event) bool { return ev.Name == "log" })
+	if got := ok.Lines(); len(got) != 1 || got[0] != "Password for ***: ok" {
+		t.Fatalf("got %q, want the finished line", got)
+	}
+	until("the progress bar", partial("10%\r55%\r"))
+	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("release2-%d", run.ID)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	last := until("the bar's line", func(ev sse.Event) bool { return ev.Name == "log" })
+	if got := last.Lines(); len(got) != 1 || got[0] != "10%\r55%\r100%" {
+		t.Fatalf("got %q", got)
+	}
+	until("the end", func(ev sse.Event) bool { return ev.Name == "end" })
+
+	// Without ?partial=1 the same stream has no partial events.
+	res := s.events(path, 0)
+	for _, ev := range res.events {
+		if ev.Name == "partial" {
+			t.Fatalf("a viewer that did not ask got %+v", ev)
+		}
+	}
+	if code, _, body := s.do("GET", path+"?partial=yes", ""); code != http.StatusBadRequest {
+		t.Errorf("?partial=yes: %d %s", code, body)
 	}
 }

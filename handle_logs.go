@@ -162,6 +162,15 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	// A client resuming at the very end of a finished run has everything:
 	// 204 tells EventSource to stop for good (any status but 200 does), so
 	// a page left open does not reconnect every few seconds forever.
+	// ?partial=1: the unfinished last line too, as "partial" events.
+	var partials bool
+	switch c.QueryParam("partial") {
+	case "", "0":
+	case "1":
+		partials = true
+	default:
+		return echo.NewHTTPError(http.StatusBadRequest, "partial: want 1 or 0")
+	}
 	final := finalSize(run, path)
 	resumed := c.Request().Header.Get("Last-Event-ID") != "" || c.QueryParam("after") != ""
 	if resumed && final >= 0 && from >= final {
@@ -186,6 +195,9 @@ func (s *server) streamRunEvents(c echo.Context) error {
 	defer release()
 	cur := s.hub.NewCursor(streams.Key(id), path, from, final)
 	defer cur.Close()
+	if partials {
+		cur.WantPartials()
+	}
 	s.activeStreams.Add(1)
 	defer s.activeStreams.Add(-1)
 	s.streamsWG.Add(1)

@@ -34,6 +34,7 @@ type node struct {
 type nodeHooks struct {
 	closed   func(id, size int64) // a run's log is complete
 	finished func(run *jobs.Run)
+	partial  func(id, at int64, text []byte) // a run's unfinished last line changed
 }
 
 // openNode opens the node that cfg describes. Close it with close.
@@ -97,6 +98,7 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
 		Queue: engineQueue{n.eng}, Zone: n.zone, Node: n.name, Lease: n.eng.LeaseTime(), SealLog: n.eng.SealLog,
 		OnLogGrew: n.shipper.Grew,
+		OnPartial: hooks.partial,
 		OnLogClosed: func(id, size int64) {
 			if hooks.closed != nil {
 				hooks.closed(id, size)

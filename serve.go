@@ -197,6 +197,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	durations := newDurations()
 	n, err := openNode(ctx, cfg, jobCfg, log, nodeHooks{
 		closed:   func(id, size int64) { hub.Finish(streams.Key(id), size) },
+		partial:  func(id, at int64, text []byte) { hub.Partial(streams.Key(id), at, text) },
 		finished: func(run *jobs.Run) { durations.observe(run.Duration(time.Now())) },
 	})
 	if err != nil {

@@ -36,10 +36,14 @@ type logWriter struct {
 	cut     bool   // the limit was reached: output is discarded
 	times   *logfile.TimesWriter
 	partial *os.File // ID.log.partial: the unfinished last line, masked
-	partLen int      // bytes in partial now
-	now     func() time.Time
-	onFlush func() // after each write to the log
-	stopped string // the ::stop-commands:: token while commands are off
+	partLen int      // bytes of the unfinished line kept and told now
+	// onPartial is told the unfinished last line, masked, after each write
+	// that changes it: text follows the whole lines that end at offset at
+	// (empty once the line is whole). text is valid during the call only.
+	onPartial func(at int64, text []byte)
+	now       func() time.Time
+	onFlush   func() // after each write to the log
+	stopped   string // the ::stop-commands:: token while commands are off
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -224,7 +228,7 @@ func (w *logWriter) splitAt(l []byte) int {
 // appends it to the log). What could still become a secret, with the bytes
 // yet to come, is held back.
 func (w *logWriter) keepPartial() {
-	if w.partial == nil || (len(w.pending) == 0 && w.partLen == 0) {
+	if (w.partial == nil && w.onPartial == nil) || (len(w.pending) == 0 && w.partLen == 0) {
 		return
 	}
 	var safe []byte
@@ -238,11 +242,15 @@ func (w *logWriter) keepPartial() {
 	if len(safe) == 0 && w.partLen == 0 {
 		return
 	}
-	if _, err := w.partial.WriteAt(safe, 0); err != nil || w.partial.Truncate(int64(len(safe))) != nil {
-		w.partial = nil // a help, like the index: the log goes on without it
-		return
+	if w.partial != nil {
+		if _, err := w.partial.WriteAt(safe, 0); err != nil || w.partial.Truncate(int64(len(safe))) != nil {
+			w.partial = nil // a help, like the index: the log goes on without it
+		}
 	}
 	w.partLen = len(safe)
+	if w.onPartial != nil {
+		w.onPartial(w.bytes, safe)
+	}
 }
 
 // secretPrefixAtEnd is the length of the longest end of b that is the start
@@ -270,8 +278,11 @@ func (w *logWriter) Close() {
 	w.flush()
 	if w.partial != nil {
 		_ = w.partial.Truncate(0) // the log has it now
-		w.partLen = 0
 	}
+	if w.partLen > 0 && w.onPartial != nil {
+		w.onPartial(w.bytes, nil)
+	}
+	w.partLen = 0
 }
 
 // Note closes the output as Close does, then adds a line of shiplog's own

@@ -109,8 +109,9 @@ func TestLogWriterRecordsLineTimes(t *testing.T) {
 	}
 }
 
-// The unfinished last line is kept beside the log as it arrives, masked;
-// what could still become a secret is held back until it cannot.
+// The unfinished last line is kept beside the log as it arrives, masked,
+// and told to viewers the same (with the offset it follows); what could
+// still become a secret is held back until it cannot.
 func TestPartialLineIsKeptMasked(t *testing.T) {
 	const secret = "hunter2-secret"
 	dir := t.TempDir()
@@ -118,7 +119,19 @@ func TestPartialLineIsKeptMasked(t *testing.T) {
 	part, _ := os.Create(filepath.Join(dir, "log.partial"))
 	w := newLogWriter(f, nil, []string{secret}, nil)
 	w.partial = part
-	kept := func() string { b, _ := os.ReadFile(part.Name()); return string(b) }
+	var (
+		told   string
+		toldAt int64 = -1
+	)
+	w.onPartial = func(at int64, text []byte) { toldAt, told = at, string(text) }
+	kept := func() string {
+		b, _ := os.ReadFile(part.Name())
+		st, _ := f.Stat()
+		if told != string(b) || toldAt != st.Size() {
+			t.Fatalf("told viewers %q after byte %d; kept %q, log has %d bytes", told, toldAt, b, st.Size())
+		}
+		return string(b)
+	}
 	steps := []struct{ write, want string }{
 		{"Password: ", "Password: "},
 		{"hunt", "Password: "},                    // could be the secret: held back
@@ -136,7 +149,7 @@ func TestPartialLineIsKeptMasked(t *testing.T) {
 	}
 	w.Write([]byte("\nend"))
 	w.Close()
-	if got := kept(); got != "" {
+	if got := kept(); got != "" || told != "" {
 		t.Errorf("after close the log has it all, but %q is kept", got)
 	}
 	got, _ := os.ReadFile(f.Name())

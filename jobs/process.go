@@ -177,6 +177,10 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		id := t.run.ID
 		lw.onFlush = func() { grew(id) }
 	}
+	if part := r.opts.OnPartial; part != nil {
+		id := t.run.ID
+		lw.onPartial = func(at int64, text []byte) { part(id, at, text) }
+	}
 	if times, err := os.OpenFile(logfile.TimesPath(r.LogPath(t.run.ID)), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
 		defer times.Close()
 		lw.times = logfile.NewTimesWriter(times, -1)

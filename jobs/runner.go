@@ -25,6 +25,11 @@ type RunnerOptions struct {
 	// log file, on the goroutine that reads the job's output: it must not
 	// block.
 	OnLogGrew func(id int64)
+	// OnPartial is told a run's unfinished last line, masked, each time it
+	// changes: text follows the whole lines that end at offset at, and is
+	// empty once the line is whole. Called like OnLogGrew; text is valid
+	// during the call only.
+	OnPartial func(id, at int64, text []byte)
 	// OnLogClosed is called once a run's log file is complete, with its final
 	// size, after the run's final state is stored.
 	OnLogClosed func(id int64, size int64)

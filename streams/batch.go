@@ -14,6 +14,7 @@ type Batch struct {
 	Lines      [][]byte // without their newlines
 
 	shared  bool // published by a follower to many viewers
+	partial bool // Lines[0] is the unfinished line after Start (see Partial)
 	once    sync.Once
 	encoded []byte // see encode
 	head    int    // where the chunk header starts in encoded

@@ -29,7 +29,12 @@ type Cursor struct {
 	buf       []byte   // the last file read; its batch's lines point into it
 	lines     [][]byte // reused for file batches
 	parked    bool
+	partials  bool // see WantPartials
 }
+
+// WantPartials asks for the log's unfinished last line too, as batches
+// with Partial set, whenever the cursor has caught up with the whole lines.
+func (c *Cursor) WantPartials() { c.partials = true }
 
 // NewCursor returns a cursor at offset from (a line start) in the log of key
 // at path. final is the log's size if the run has finished, else -1.
@@ -101,7 +106,7 @@ func (c *Cursor) Poll() (*Batch, error) {
 			return b, nil
 		}
 		if c.final < 0 && c.sub == nil {
-			sub, final, err := c.hub.subscribe(c.key, c.path)
+			sub, final, err := c.hub.subscribe(c.key, c.path, c.partials)
 			if err != nil {
 				return nil, err
 			}
@@ -191,6 +196,13 @@ func (c *Cursor) Accept(b *Batch, ok bool) {
 		}
 		c.hub.unsubscribe(c.sub)
 		c.sub = nil
+		return
+	}
+	if b.partial {
+		// It follows the whole lines the viewer has, or it is stale.
+		if b.Start == c.next && c.next >= c.live {
+			c.pending = b
+		}
 		return
 	}
 	c.live = max(c.live, b.End)

@@ -188,7 +188,7 @@ func ServeEvents(ctx context.Context, w http.ResponseWriter, cur *Cursor, status
 				room(int(b.End-b.Start) + 64)
 				buf = b.appendEvent(buf)
 			}
-			if opts.Lines != nil {
+			if opts.Lines != nil && !b.partial {
 				opts.Lines.Add(int64(len(b.Lines)))
 			}
 			if len(buf) >= flushAt {

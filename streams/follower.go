@@ -48,13 +48,15 @@ type follower struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	finishC  chan struct{}
+	partialC chan struct{} // the hub has a new partial line for it
 	exited   chan struct{} // closed once run has returned and left the hub
 
 	mu        sync.Mutex
 	gone      bool // ended for good: subscribers must look again
 	subs      map[*subscription]struct{}
-	committed int64 // end of the last line published; written (locked) and read (not) only by run
-	final     int64 // -1 until the run has finished
+	committed int64  // end of the last line published; written (locked) and read (not) only by run
+	final     int64  // -1 until the run has finished
+	part      *Batch // the unfinished line after the published lines, or nil
 }
 
 // lastLineEnd returns the offset just after the last newline in the file:
@@ -111,8 +113,11 @@ func (h *Hub) startFollower(key, path string) (*follower, error) {
 		return nil, err
 	}
 	f := &follower{
-		h: h, key: key, path: path, t: t, file: file, stop: make(chan struct{}), finishC: make(chan struct{}, 1), exited: make(chan struct{}),
+		h: h, key: key, path: path, t: t, file: file, stop: make(chan struct{}), finishC: make(chan struct{}, 1), partialC: make(chan struct{}, 1), exited: make(chan struct{}),
 		subs: map[*subscription]struct{}{}, committed: start, tailAt: start, final: -1,
+	}
+	if _, ok := h.partials[key]; ok {
+		f.partialChanged()
 	}
 	h.wg.Add(1)
 	go f.run()
@@ -156,6 +161,10 @@ func (f *follower) run() {
 	poll := time.NewTimer(aheadPoll)
 	defer poll.Stop()
 	idle := 0
+	// Partial lines go out at most every partialEvery.
+	cool := time.NewTimer(0)
+	defer cool.Stop()
+	cooling := true
 	for {
 		if f.complete() {
 			return
@@ -175,7 +184,20 @@ func (f *follower) run() {
 		if f.tailAt < f.committed {
 			polled = poll.C
 		}
+		var partials <-chan struct{}
+		if !cooling {
+			partials = f.partialC
+		}
 		select {
+		case <-cool.C:
+			cooling = false
+		case <-partials:
+			p := f.h.latestPartial(f.key)
+			f.mu.Lock()
+			f.setPartial(p)
+			f.mu.Unlock()
+			cooling = true
+			cool.Reset(partialEvery)
 		case <-check.C:
 			if f.committed == seen {
 				if st, err := os.Stat(f.path); err == nil && st.Size() > f.committed {
@@ -332,6 +354,15 @@ func (f *follower) publish(b *Batch) {
 			delete(f.subs, s)
 			close(s.c)
 			f.h.cutoffs.Add(1)
+		}
+	}
+	// The unfinished line that follows these lines goes after them; one
+	// they overtook is stale.
+	if p := f.part; p != nil {
+		if p.Start == b.End {
+			f.sendPartial()
+		} else if p.Start < b.End {
+			f.part = nil
 		}
 	}
 }

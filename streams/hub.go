@@ -36,7 +36,8 @@ type Hub struct {
 
 	mu        sync.Mutex
 	followers map[string]*follower
-	ended     map[string]int64 // final sizes of logs that are complete
+	ended     map[string]int64  // final sizes of logs that are complete
+	partials  map[string]*Batch // unfinished last lines of live logs (see Partial)
 	endedFIFO []string
 	closed    bool
 	closing   chan struct{} // closed by Close: waiting viewers wake
@@ -60,7 +61,7 @@ func (h *Hub) DirectWrites() (events, partial int64) {
 
 // NewHub returns an empty hub.
 func NewHub(log *slog.Logger) *Hub {
-	return &Hub{log: log, followers: map[string]*follower{}, ended: map[string]int64{}, closing: make(chan struct{})}
+	return &Hub{log: log, followers: map[string]*follower{}, ended: map[string]int64{}, partials: map[string]*Batch{}, closing: make(chan struct{})}
 }
 
 func (h *Hub) isClosed() bool { return h.shut.Load() }
@@ -95,6 +96,7 @@ func (h *Hub) Finish(key string, size int64) {
 			h.endedFIFO = h.endedFIFO[1:]
 		}
 	}
+	delete(h.partials, key) // the log has it now
 	f := h.followers[key]
 	h.mu.Unlock()
 	if f != nil {

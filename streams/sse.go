@@ -13,6 +13,12 @@ const MaxEventBytes = 32 << 10
 // The id comes last so that a client that keeps an id as soon as it reads
 // one never keeps the id of an event it did not receive whole.
 func AppendLogEvent(dst []byte, b *Batch) []byte {
+	if b.partial {
+		// No id: a partial line moves no viewer's offset.
+		dst = append(dst, "event: partial\n"...)
+		dst = sse.AppendData(dst, b.Lines[0])
+		return append(dst, '\n')
+	}
 	off := b.Start
 	size := -1 // data bytes in the open event; -1: none open
 	for _, l := range b.Lines {

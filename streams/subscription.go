@@ -18,6 +18,8 @@ type subscription struct {
 	// Set before c is closed.
 	final  int64 // >= 0: the log is complete at this size
 	closed bool  // the hub shut down
+	// partials: the viewer asked for the unfinished last line (Partial).
+	partials bool
 
 	// While parked (see Cursor.park), under f.mu: the follower writes live
 	// batches straight to the viewer's socket instead of waking its
@@ -44,7 +46,7 @@ const directMax = 16 << 10
 // whether b is dealt with: false leaves s unparked, for b to go through its
 // channel.
 func (s *subscription) direct(b *Batch) bool {
-	if s.next != b.Start || b.End-b.Start > directMax {
+	if s.next != b.Start || b.End-b.Start > directMax || b.partial && len(b.Lines[0]) > directMax {
 		s.parked = false
 		return false
 	}
@@ -66,7 +68,7 @@ func (s *subscription) direct(b *Batch) bool {
 	}
 	s.f.h.direct.Add(1)
 	s.next = b.End
-	if s.lines != nil {
+	if s.lines != nil && !b.partial {
 		s.lines.Add(int64(len(b.Lines)))
 	}
 	if n < len(ev) {
@@ -83,7 +85,7 @@ func (s *subscription) direct(b *Batch) bool {
 // The hub's lock and a follower's are taken one after the other, never one
 // inside the other: a follower busy writing to a thousand viewers holds its
 // own lock, and must not hold up subscribers of every other run.
-func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
+func (h *Hub) subscribe(key, path string, partials bool) (*subscription, int64, error) {
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -106,7 +108,7 @@ func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
 		}
 		h.mu.Unlock()
 
-		s := &subscription{c: make(chan *Batch, subBuffer), f: f, final: -1}
+		s := &subscription{c: make(chan *Batch, subBuffer), f: f, final: -1, partials: partials}
 		f.mu.Lock()
 		if f.gone {
 			// It ended between the two locks: once it has left the hub,
@@ -117,6 +119,9 @@ func (h *Hub) subscribe(key, path string) (*subscription, int64, error) {
 		}
 		s.start = f.committed
 		f.subs[s] = struct{}{}
+		if p := f.part; partials && p != nil && p.Start == s.start {
+			s.c <- p // the channel is new: room for one
+		}
 		f.mu.Unlock()
 		return s, -1, nil
 	}
