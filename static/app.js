@@ -182,6 +182,55 @@
     return cur;
   }
 
+  // ---- terminal rows (term.js) ------------------------------------------
+  // Plain http and https URLs in a row's text become links.
+  const URL_RE = /\bhttps?:\/\/[^\s<>"'`\x00-\x1f\x7f]*[^\s<>"'`.,;:!?)\]}\x00-\x1f\x7f]/g;
+  const link = (href, inner) => `<a class="url" href="${esc(href)}" target="_blank" rel="noopener noreferrer nofollow">${inner}</a>`;
+  // linked renders text t, which starts at offset pos of its row, with its
+  // URLs as links and the parts inside hits marked.
+  const linked = (t, pos, hits) => {
+    if (t.indexOf('http') < 0) return marked(t, pos, hits);
+    let out = '', at = 0;
+    URL_RE.lastIndex = 0;
+    for (let m; (m = URL_RE.exec(t));) {
+      out += marked(t.slice(at, m.index), pos + at, hits) + link(m[0], marked(m[0], pos + m.index, hits));
+      at = m.index + m[0].length;
+    }
+    return out + marked(t.slice(at), pos + at, hits);
+  };
+  // styleAttrs is a terminal style as a class list and, for colours beyond
+  // the palette, a data-c value the CSSOM applies (the Content-Security-
+  // Policy refuses style attributes).
+  const styleAttrs = (st) => {
+    const cls = [], css = [];
+    if (st.b) cls.push('b'); if (st.d) cls.push('d'); if (st.i) cls.push('i'); if (st.s) cls.push('s'); if (st.o) cls.push('o');
+    if (st.u) cls.push(st.u === 1 ? 'u' : `u u${st.u}`);
+    let fg = st.fg, bg = st.bg;
+    if (st.inv) [fg, bg] = [bg ?? 0, fg ?? 7];
+    if (typeof fg === 'number') cls.push('f' + fg); else if (fg) css.push('color:' + fg);
+    if (typeof bg === 'number') cls.push('g' + bg); else if (bg) css.push('background:' + bg);
+    if (typeof st.uc === 'string') css.push('text-decoration-color:' + st.uc);
+    return (cls.length ? ` class="${cls.join(' ')}"` : '') + (css.length ? ` data-c="${esc(css.join(';'))}"` : '');
+  };
+  // rowHTML renders a screen row: its styles, links (OSC 8 and plain
+  // URLs), concealed text as blanks, hits marked (offsets in its text).
+  const rowHTML = (row, hits) => {
+    if (!row.s) return linked(row.t, 0, hits);
+    const { styles } = window.ShiplogTerm;
+    let out = '';
+    for (let i = 0; i < row.s.length; i += 2) {
+      const from = row.s[i], to = i + 2 < row.s.length ? row.s[i + 2] : row.t.length;
+      if (to <= from) continue;
+      const st = styles[row.s[i + 1]];
+      let part = row.t.slice(from, to);
+      if (st.hid) part = ' '.repeat(part.length);
+      const inner = st.link ? link(st.link, marked(part, from, hits)) : linked(part, from, hits);
+      const attrs = styleAttrs(st);
+      out += attrs ? `<span${attrs}>${inner}</span>` : inner;
+    }
+    return out;
+  };
+
   // SSE lines that needed escaping start with \x1e (see the README).
   const decode = (v) => (v.charCodeAt(0) !== 0x1e ? v : v.slice(1).replace(/\\(.)/g, (_, c) => (c === 'r' ? '\r' : c)));
 
@@ -257,6 +306,11 @@
       if (this.es) this.es.close();
       this.es = null;
       this.lines = []; this.kinds = []; this.parent = []; this.stack = [];
+      // What a terminal shows for the lines: rows, redrawn in place by
+      // cursor moves and erases (term.js). A line that only redraws rows
+      // above has no row of its own, and is not shown.
+      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.partialText = ''; this.partialRows = 0;
       this.closed = new Set(); this.visible = null; this.target = -1;
       // Groups the reader closed stay closed across reloads (this tab).
       try { this.savedClosed = new Set(JSON.parse(sessionStorage.getItem(this.groupsKey()) || '[]')); } catch { this.savedClosed = new Set(); }
@@ -418,11 +472,20 @@
         .finally(() => setTimeout(() => { this.tBusy = false; if (gen === this.tGen) this.schedule(); }, 100));
     }
 
-    hashLine() { const m = /^#L(\d+)$/.exec(location.hash); return m ? parseInt(m[1], 10) : 0; }
+    // hashLine is the line a permalink names (#L12, or #L10-L20, a range
+    // whose lines are marked); 0 for none.
+    hashLine() {
+      const m = /^#L(\d+)(?:-L(\d+))?$/.exec(location.hash);
+      if (!m) return 0;
+      const a = parseInt(m[1], 10), b = m[2] ? parseInt(m[2], 10) : a;
+      this.range = b !== a ? [Math.min(a, b), Math.max(a, b)] : null;
+      return Math.min(a, b);
+    }
 
     // connect follows the live stream, from where the window ends.
     connect(query) {
-      const url = this.endOffset === null ? this.url + (query || '') : `${this.url}?after=${this.endOffset}`;
+      let url = this.endOffset === null ? this.url + (query || '') : `${this.url}?after=${this.endOffset}`;
+      url += (url.includes('?') ? '&' : '?') + 'partial=1'; // the unfinished line too
       const es = new EventSource(url);
       this.es = es;
       this.detached = false;
@@ -434,8 +497,12 @@
       });
       es.addEventListener('log', (e) => {
         this.endOffset = parseInt(e.lastEventId, 10);
+        this.partialText = ''; // the lines hold it now; a newer one follows
         this.append(e.data.split('\n').map(decode));
       });
+      // The unfinished last line (a prompt, a progress bar): shown in
+      // place after the lines, until the next lines replace it.
+      es.addEventListener('partial', (e) => { this.setPartial(decode(e.data)); });
       // While the connection is down the page says so, until the stream
       // answers again.
       const up = () => { if (this.retrying) { this.retrying = false; this.retries = 0; this.schedule(); } };
@@ -585,10 +652,41 @@
       }
     }
 
+    // feed gives the screen lines from index i on, in order: output to the
+    // terminal, workflow commands as rows of their own.
+    feed(i) {
+      const sc = this.screen;
+      for (; i < this.lines.length; i++) {
+        const k = this.kinds[i], n = this.first + i;
+        if (k === K_PLAIN || k === K_MARK) {
+          sc.line(n, this.lines[i]);
+          if (!this.ownsRow(i)) this.rowless++;
+        } else sc.block(n, k, this.lines[i]);
+      }
+      this.partialRows = 0;
+    }
+
+    // ownsRow says whether line i made a row of its own on the screen.
+    ownsRow(i) {
+      const r = this.screen.rowOfLine(this.first + i);
+      return r >= 0 && this.screen.rows[r].n === this.first + i;
+    }
+
+    setPartial(text) {
+      this.partialText = text;
+      const sc = this.screen;
+      const before = sc.rows.length;
+      sc.partial(this.first + this.lines.length, text); // takes the last one back first
+      this.partialRows = text ? Math.max(0, sc.rows.length - (sc.undo ? sc.undo.len : before)) : 0;
+      this.resize();
+      this.schedule();
+    }
+
     append(batch) {
       const from = this.lines.length;
       for (const t of batch) this.lines.push(t);
       this.classifyFrom(from);
+      this.feed(from);
       for (let i = from; i < this.lines.length; i++) {
         if (this.query && !this.serverSearch && this.matchLine(i)) this.addMatch(this.first + i);
       }
@@ -610,6 +708,10 @@
       const closed = this.closed;
       this.closed = new Set([...closed].map((i) => i + n));
       this.classifyFrom(0);
+      // The screen starts again from the new first line.
+      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.feed(0);
+      if (this.partialText) this.setPartial(this.partialText);
       if (this.target >= 0) this.target += n;
       if (this.closed.size) this.rebuildVisible();
       if (this.query && !this.serverSearch) {
@@ -629,7 +731,7 @@
 
     // A following view stays pinned to the end as it grows.
     resize() {
-      this.sizer.style.height = `${this.count() * H + 8}px`;
+      this.sizer.style.height = `${(this.count() + this.partialRows) * H + 8}px`;
       if (this.follow) this.view.scrollTop = this.view.scrollHeight;
     }
 
@@ -637,11 +739,12 @@
     // GitHub hides them; so are the lines of closed groups.
     hidden(i) {
       if (!this.cmdsBox.checked && (this.kinds[i] === K_CMD || this.kinds[i] === K_END)) return true;
+      if ((this.kinds[i] === K_PLAIN || this.kinds[i] === K_MARK) && !this.ownsRow(i)) return true;
       for (let p = this.kinds[i] === K_END ? i : this.parent[i]; p >= 0; p = this.parent[p]) if (this.closed.has(p)) return true;
       return false;
     }
 
-    needVisible() { return this.closed.size > 0 || (!this.cmdsBox.checked && this.nCmds > 0); }
+    needVisible() { return this.closed.size > 0 || this.rowless > 0 || (!this.cmdsBox.checked && this.nCmds > 0); }
 
     rebuildVisible() {
       if (!this.needVisible()) { this.visible = null; return; }
@@ -683,7 +786,7 @@
       const top = this.view.scrollTop, h = this.view.clientHeight || 600;
       const start = Math.max(0, Math.floor(top / H) - OVERSCAN);
       const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
-      let html = '';
+      const parts = [];
       const cur = this.cur >= 0 ? this.matchList[this.cur] : -1;
       const times = this.timesBox.checked;
       if (times && end > start) this.wantTimes(this.first + this.indexAt(start), this.first + this.indexAt(end - 1));
@@ -695,6 +798,7 @@
         if (KIND_CLASS[k]) cls += ' ' + KIND_CLASS[k];
         if (k === K_GROUP && this.closed.has(i)) cls += ' closed';
         if (i === this.target) cls += ' target';
+        else if (this.range && num >= this.range[0] && num <= this.range[1]) cls += ' range';
         if (this.matchNums && this.matchNums.has(num)) cls += num === cur ? ' match current' : ' match';
         let t = this.lines[i];
         let label = '';
@@ -716,25 +820,34 @@
           const at = this.timeOf(num);
           ts = `<span class="ts">${at === null ? '' : `<time datetime="${new Date(at).toISOString()}" title="${this.timeTitle(at)}">${fmtClock(at)}</time>`}</span>`;
         }
-        t = carriage(t);
-        const hits = this.matchNums && this.matchNums.has(num) ? this.hits(t) : null;
-        let text = `<span class="t">${label}${ansi(t, hits)}</span>`;
+        let body;
+        if (k === K_PLAIN || k === K_MARK) {
+          // What the terminal shows on the line's row, as it is now.
+          const row = this.screen.rows[this.screen.rowOfLine(num)];
+          const hits = row && this.matchNums && this.matchNums.has(num) ? this.hits(window.ShiplogTerm.rowText(row)) : null;
+          body = row ? rowHTML(row, hits) : '';
+        } else {
+          t = carriage(t);
+          body = ansi(t, this.matchNums && this.matchNums.has(num) ? this.hits(strip(t)) : null);
+        }
+        let text = `<span class="t">${label}${body}</span>`;
         if (k === K_GROUP) {
           // A group's header is a button (keyboard and screen readers), with
           // how many lines the group holds so far.
           const n = this.gLines[i] || 0;
           text = `<button type="button" class="gt" aria-expanded="${!this.closed.has(i)}">${text}<span class="gmeta">${n.toLocaleString()} line${n === 1 ? '' : 's'}</span></button>`;
         }
-        html += `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}" tabindex="-1">${num}</a>${ts}${text}</div>`;
+        parts.push([`L${num}`, `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}" tabindex="-1">${num}</a>${ts}${text}</div>`]);
+      }
+      // The rows of the unfinished line, after the lines.
+      if (this.partialRows && end === n) {
+        const sc = this.screen, num = this.first + this.lines.length;
+        for (let r = sc.rows.length - this.partialRows; r < sc.rows.length; r++) {
+          parts.push([`P${r}`, `<div class="l partial" data-testid="partial-line"><a class="n" tabindex="-1">${num}</a>${this.timesBox.checked ? '<span class="ts"></span>' : ''}<span class="t">${rowHTML(sc.rows[r], null)}</span></div>`]);
+        }
       }
       this.rows.style.transform = `translateY(${start * H}px)`;
-      // A focused group header keeps the focus through the redraw.
-      const focused = this.rows.contains(document.activeElement) ? document.activeElement.closest('.l')?.dataset.i : undefined;
-      this.rows.innerHTML = html;
-      if (focused !== undefined) this.rows.querySelector(`[data-i="${focused}"] .gt`)?.focus({ preventScroll: true });
-      // Colours beyond the palette go through the CSSOM: the Content-
-      // Security-Policy refuses style attributes in markup.
-      for (const el of this.rows.querySelectorAll('[data-c]')) el.style.cssText = el.dataset.c;
+      this.patch(parts);
       const last = this.first - 1 + this.lines.length;
       // The gutter fits the longest line number shown (8 digits in a 1 GB log).
       const digits = Math.max(5, String(last).length);
@@ -748,6 +861,37 @@
       }
       this.jump.textContent = this.detached ? 'Jump to the end ↓' : 'Jump to latest ↓';
       this.foot.textContent = `${last.toLocaleString()} line${last === 1 ? '' : 's'}${this.finished ? '' : this.retrying ? ' · connection lost, reconnecting…' : this.detached ? '' : ' · live'}`;
+    }
+
+    // patch makes the rows' elements those of parts ([key, html] in order),
+    // keeping every element whose html has not changed: a selection (and
+    // the focus) inside rows survives new lines, while following or not.
+    patch(parts) {
+      const old = this.els || new Map(), els = new Map();
+      for (const [key, html] of parts) {
+        let el = old.get(key);
+        if (!el || el.shiplogHTML !== html) {
+          const tpl = document.createElement('template');
+          tpl.innerHTML = html;
+          el = tpl.content.firstElementChild;
+          el.shiplogHTML = html;
+          // Colours beyond the palette go through the CSSOM: the Content-
+          // Security-Policy refuses style attributes in markup.
+          for (const c of el.querySelectorAll('[data-c]')) c.style.cssText = c.dataset.c;
+        }
+        els.set(key, el);
+      }
+      const focused = this.rows.contains(document.activeElement) ? document.activeElement.closest('.l')?.dataset.i : undefined;
+      for (const [key, el] of old) if (els.get(key) !== el) el.remove();
+      let at = this.rows.firstElementChild;
+      for (const el of els.values()) {
+        if (at === el) { at = at.nextElementSibling; continue; }
+        this.rows.insertBefore(el, at);
+      }
+      while (at) { const next = at.nextElementSibling; at.remove(); at = next; }
+      this.els = els;
+      // A focused group header redrawn keeps the focus.
+      if (focused !== undefined && !this.rows.contains(document.activeElement)) this.rows.querySelector(`[data-i="${focused}"] .gt`)?.focus({ preventScroll: true });
     }
 
     // Following means being at the end: scrolling away stops it, scrolling
@@ -795,20 +939,42 @@
       const i = parseInt(row.dataset.i, 10);
       if (e.target.classList.contains('n')) {
         e.preventDefault();
-        history.replaceState(null, '', `#L${this.first + i}`);
-        this.target = i;
+        const num = this.first + i;
+        // Shift-click marks the lines from the last one clicked, as GitHub does.
+        if (e.shiftKey && this.target >= 0 && this.target !== i) {
+          const a = Math.min(this.first + this.target, num), b = Math.max(this.first + this.target, num);
+          history.replaceState(null, '', `#L${a}-L${b}`);
+          this.range = [a, b];
+          getSelection().removeAllRanges();
+        } else {
+          history.replaceState(null, '', `#L${num}`);
+          this.target = i;
+          this.range = null;
+        }
         this.setFollow(false);
+        this.schedule();
       } else if (this.kinds[i] === K_GROUP && !getSelection().toString()) {
         this.toggleGroup(i);
       }
     }
 
-    matchLine(i) { if (!this.queryRE) return false; this.queryRE.lastIndex = 0; return this.queryRE.test(strip(carriage(this.lines[i]))); }
+    // matchLine says whether line i's text, as shown, holds the query.
+    matchLine(i) {
+      if (!this.queryRE) return false;
+      const k = this.kinds[i];
+      let text;
+      if (k === K_PLAIN || k === K_MARK) {
+        if (!this.ownsRow(i)) return false;
+        text = window.ShiplogTerm.rowText(this.screen.rows[this.screen.rowOfLine(this.first + i)]);
+      } else text = strip(carriage(this.lines[i]));
+      this.queryRE.lastIndex = 0;
+      return this.queryRE.test(text);
+    }
 
     // hits returns where the query is in line's text, as [from, to) pairs.
-    hits(line) {
+    hits(text) {
       if (!this.queryRE) return null; // a regular expression: the line is marked
-      const out = [], text = strip(line);
+      const out = [];
       this.queryRE.lastIndex = 0;
       for (let m; (m = this.queryRE.exec(text)) && out.length < 100;) out.push([m.index, m.index + m[0].length]);
       return out.length ? out : null;

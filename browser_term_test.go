@@ -1,0 +1,179 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cdpruntime "github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// termConfig's jobs wait at steps the test opens ($GATE/STEP-RUNID).
+const termConfig = `
+jobs:
+  redraw:
+    env: {GATE: $$GATE}
+    run: |
+      step() { while [ ! -e "$GATE/$1-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done; }
+      printf 'a 0%%\nb 0%%\nc 0%%\n'
+      step one
+      printf '\033[3A\r\033[2Ka 50%%\n\033[2Kb 50%%\n\033[2Kc 50%%\n'
+      step two
+      printf '\033[3A\r\033[2Ka done\n\033[2Kb done\n\033[2Kc done\n'
+      printf '\033[31mred\nstill red\033[0m plain\n'
+      printf 'abc\b\bX and \033_bk;t=1700000000000\007no APC, \033]0;title\007no title\n'
+      printf 'see https://example.com/a?b=1. and \033]8;;https://example.com/x\033\\this\033]8;;\033\\\n'
+      echo "all pulled"
+  prompt:
+    env: {GATE: $$GATE}
+    run: |
+      step() { while [ ! -e "$GATE/$1-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done; }
+      echo start
+      printf 'Password: '
+      step one
+      printf 'ok\nbar 10%%\rbar 55%%\r'
+      step two
+      printf 'bar 100%%\n'
+  batches:
+    env: {GATE: $$GATE}
+    run: |
+      step() { while [ ! -e "$GATE/$1-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done; }
+      for i in 1 2 3 4 5; do echo "first batch line $i"; done
+      step one
+      for i in 1 2 3 4 5; do echo "second batch line $i"; done
+      step two
+`
+
+// open opens step name of run id's job.
+func (s *testServer) open(name string, id int64) {
+	s.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.Gate, fmt.Sprintf("%s-%d", name, id)), nil, 0o644); err != nil {
+		s.fatalf("%v", err)
+	}
+}
+
+// shownRows is the text of the log's rows, as the page shows them.
+const shownRows = `[...document.querySelectorAll('.log-view .l .t')].map(e => e.textContent).join('|')`
+
+func rowsAre(rows ...string) string {
+	return fmt.Sprintf(`%s === %q`, shownRows, strings.Join(rows, "|"))
+}
+
+// A job that redraws three lines with cursor-up shows three rows while it
+// runs and at the end, as a terminal does; colours carry across lines;
+// backspace (abc, two back, X and more: "aX and"), APC and OSC strings are applied, not printed; URLs are links.
+func TestBrowserTerminalRedrawsInPlace(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
+			t.Logf("exception %s %s", e.ExceptionDetails.Error(), e.ExceptionDetails.Exception.Description)
+		}
+	})
+	run := s.trigger("redraw", nil)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(rowsAre("a 0%", "b 0%", "c 0%")),
+	)
+	s.open("one", run.ID)
+	must(t, ctx, until(rowsAre("a 50%", "b 50%", "c 50%")))
+	s.open("two", run.ID)
+	final := []string{"a done", "b done", "c done", "red", "still red plain", "aX and no APC, no title", "see https://example.com/a?b=1. and this", "all pulled"}
+	must(t, ctx,
+		until(rowsAre(final...)),
+		until(`document.querySelector('#run-head [data-testid=state]').textContent === 'succeeded'`),
+	)
+	// Line numbers: the lines that only redrew rows above have none.
+	var nums string
+	must(t, ctx, chromedp.Evaluate(`[...document.querySelectorAll('.log-view .l .n')].map(e => e.textContent).join(',')`, &nums))
+	if nums != "1,2,3,10,11,12,13,14" {
+		t.Errorf("line numbers %s", nums)
+	}
+	var styled struct {
+		Red, StillRed, Plain bool
+		Links                []string
+	}
+	must(t, ctx, chromedp.Evaluate(`(() => {
+		const t = (n) => document.querySelector('#L' + n + ' .t');
+		const red = (e) => e && getComputedStyle(e).color === getComputedStyle(document.querySelector('.f1') || e).color && e.classList.contains('f1');
+		return {
+			Red: red(t(10).querySelector('span')),
+			StillRed: red(t(11).querySelector('span')),
+			Plain: !t(11).lastChild.classList,
+			Links: [...t(13).querySelectorAll('a')].map(a => a.href),
+		};
+	})()`, &styled))
+	if !styled.Red || !styled.StillRed || !styled.Plain {
+		t.Errorf("colour across lines: %+v", styled)
+	}
+	if strings.Join(styled.Links, " ") != "https://example.com/a?b=1 https://example.com/x" {
+		t.Errorf("links %q", styled.Links)
+	}
+	// Reloaded after the end: the same rows.
+	must(t, ctx, chromedp.Reload(), until(rowsAre(final...)))
+}
+
+// A prompt and a \r progress bar show before their newline arrives, in
+// place after the lines, and give way to the finished line.
+func TestBrowserUnfinishedLineShowsLive(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	run := s.trigger("prompt", nil)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(rowsAre("start", "Password: ")),
+		until(`document.querySelector('[data-testid=partial-line] .n').textContent === '2'`),
+	)
+	s.open("one", run.ID)
+	must(t, ctx, until(rowsAre("start", "Password: ok", "bar 55%")))
+	s.open("two", run.ID)
+	must(t, ctx,
+		until(rowsAre("start", "Password: ok", "bar 100%")),
+		until(`!document.querySelector('[data-testid=partial-line]')`),
+	)
+}
+
+// A selection in the log survives new lines arriving; shift-click on line
+// numbers marks a range and names it in the address (#L2-L4).
+func TestBrowserSelectionSurvivesNewLines(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	run := s.trigger("batches", nil)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("first batch line 5")),
+		chromedp.Evaluate(`(() => {
+			const t = document.querySelector('#L3 .t').firstChild;
+			const r = document.createRange();
+			r.setStart(t, 6); r.setEnd(t, 16);
+			getSelection().removeAllRanges(); getSelection().addRange(r);
+			return true;
+		})()`, nil),
+	)
+	var sel string
+	must(t, ctx, chromedp.Evaluate(`getSelection().toString()`, &sel))
+	if sel != "batch line" {
+		t.Fatalf("selected %q", sel)
+	}
+	s.open("one", run.ID)
+	must(t, ctx, until(logHas("second batch line 5")), chromedp.Evaluate(`getSelection().toString()`, &sel))
+	if sel != "batch line" {
+		t.Errorf("after new lines the selection is %q", sel)
+	}
+	// Shift-click: a range of lines.
+	must(t, ctx,
+		chromedp.Click(`#L2 .n`),
+		chromedp.Evaluate(`document.querySelector('#L4 .n').dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true, shiftKey: true})); true`, nil),
+		until(`location.hash === '#L2-L4'`),
+		until(`document.querySelector('#L2').matches('.target') && document.querySelector('#L3').matches('.range') && document.querySelector('#L4').matches('.range') && !document.querySelector('#L5').matches('.range, .target')`),
+	)
+	// A permalink to a range opens with its lines marked.
+	s.open("two", run.ID)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d#L7-L9", s.URL, run.ID)),
+		until(`document.querySelector('#L7')?.matches('.target') && document.querySelector('#L9').matches('.range') && !document.querySelector('#L10').matches('.range')`),
+	)
+}
