@@ -214,6 +214,14 @@ func (c *logCopies) copy(id int64, path string, lc *logCopy) {
 		size int64
 		err  error
 	)
+	// The run's unfinished line, for viewers who ask (the hub shows it once
+	// the copy has the lines before it).
+	key := streams.Key(id)
+	if stop, err := c.eng.FollowPartials(c.ctx, id, func(at int64, text []byte) { c.hub.Partial(key, at, text) }); err == nil {
+		defer stop()
+	} else {
+		c.log.Warn("follow the run's unfinished line", "run_id", id, "err", err)
+	}
 	// Until the end is in: a copy broken by the engine going away goes on
 	// from what it has once the engine is back.
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {

@@ -17,14 +17,15 @@ import (
 // store that follows the run records; the runner of its zone; and the
 // shipper that sends the logs of its runs to the engine.
 type node struct {
-	name    string
-	zone    string // "" runs nothing
-	eng     *engine.Engine
-	store   *jobs.Store
-	runner  *jobs.Runner
-	shipper *engine.Shipper
-	shipCtx context.Context
-	log     *slog.Logger
+	name     string
+	zone     string // "" runs nothing
+	eng      *engine.Engine
+	store    *jobs.Store
+	runner   *jobs.Runner
+	shipper  *engine.Shipper
+	partials *engine.PartialSender // unfinished lines, to the nodes that copy logs
+	shipCtx  context.Context
+	log      *slog.Logger
 
 	stopShip context.CancelFunc
 	closers  []func()
@@ -93,12 +94,21 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 	if n.zone == "none" {
 		n.zone = ""
 	}
+	if n.partials, err = n.eng.Partials(); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, n.partials.Close)
 	n.shipper = n.eng.Shipper(n.shipCtx, func(id int64) string { return n.runner.LogPath(id) }) //nolint:contextcheck // shipCtx is ctx without its cancel: shipping outlasts the signal to stop
 	n.runner = jobs.NewRunner(jobCfg, n.store, jobs.RunnerOptions{
 		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
 		Queue: engineQueue{n.eng}, Zone: n.zone, Node: n.name, Lease: n.eng.LeaseTime(), SealLog: n.eng.SealLog,
 		OnLogGrew: n.shipper.Grew,
-		OnPartial: hooks.partial,
+		OnPartial: func(id, at int64, text []byte) {
+			if hooks.partial != nil {
+				hooks.partial(id, at, text)
+			}
+			n.partials.Tell(id, at, text) // to the nodes that copy its log
+		},
 		OnLogClosed: func(id, size int64) {
 			if hooks.closed != nil {
 				hooks.closed(id, size)

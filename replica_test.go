@@ -17,6 +17,7 @@ import (
 
 	"github.com/shiplog/shiplog/api"
 	"github.com/shiplog/shiplog/engine"
+	"github.com/shiplog/shiplog/sse"
 )
 
 const replicaJobs = `
@@ -33,6 +34,11 @@ jobs:
       seq 1 100000
   quick:
     run: echo "$SHIPLOG_RUN_ID"
+  prompt:
+    run: |
+      printf 'start\nPassword: '
+      while [ ! -e "$$GATE/release-$SHIPLOG_RUN_ID" ]; do sleep 0.02; done
+      echo ok
 ` + farJob
 
 // farJob runs only on runners of zone prod.
@@ -364,5 +370,62 @@ func TestRunnerRunsItsZone(t *testing.T) {
 	_, _, page := b.do("GET", fmt.Sprintf("/runs/%d", far.ID), "", "Accept", "text/html")
 	if !bytes.Contains(page, []byte(`data-testid="run-node">`+got.Node+"<")) {
 		t.Fatal("the run page does not say which node ran the run")
+	}
+}
+
+// A replica shows a run's unfinished line (?partial=1) as the node
+// running it does: the one shown when its copy starts (asked of the
+// runner), and each later one, after the lines it follows.
+func TestReplicaShowsTheUnfinishedLine(t *testing.T) {
+	a, rs, _ := startCluster(t, 1)
+	b := rs[0]
+	run := a.trigger("prompt", nil)
+	path := fmt.Sprintf("/api/runs/%d/events?partial=1", run.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	follow := func(s *testServer) *sse.Decoder {
+		resp := s.send(ctx, "GET", path, nil)
+		t.Cleanup(func() { resp.Body.Close() })
+		return sse.NewDecoder(resp.Body)
+	}
+	// waitFor reads events up to the partial line text; the log lines
+	// before it must be want.
+	waitFor := func(dec *sse.Decoder, text string, want ...string) {
+		t.Helper()
+		var lines []string
+		for {
+			ev, err := dec.Next()
+			if err != nil {
+				t.Fatalf("waiting for the partial line %q: %v (lines %q)", text, err, lines)
+			}
+			switch ev.Name {
+			case "log":
+				lines = append(lines, ev.Lines()...)
+			case "partial":
+				if got := ev.Lines(); len(got) == 1 && got[0] == text {
+					if !slices.Equal(lines, want) {
+						t.Fatalf("lines before the partial line: %q, want %q", lines, want)
+					}
+					return
+				}
+			}
+		}
+	}
+	waitFor(follow(a), "Password: ", "start")
+	// B copies the log only now, after the prompt was printed.
+	onB := follow(b)
+	waitFor(onB, "Password: ", "start")
+	a.release(run.ID)
+	for {
+		ev, err := onB.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Name == "log" {
+			if got := ev.Lines(); !slices.Equal(got, []string{"Password: ok"}) {
+				t.Fatalf("B: %q, want the finished line", got)
+			}
+			break
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"unicode/utf8"
 )
 
 // MaxLineBytes is the longest line written whole; a longer one is split
@@ -38,6 +39,28 @@ const CutMarker = "[shiplog: the log was cut here at max_log_size; the rest of t
 // "[shiplog: canceled by alice at …]". Pages show such lines apart from the
 // job's output.
 func Note(text string) string { return "[shiplog: " + text + "]" }
+
+// MaxPartialShown bounds the unfinished last line sent to viewers; see
+// PartialTail.
+const MaxPartialShown = 64 << 10
+
+// PartialTail is what viewers are shown of an unfinished line p: all of
+// it, or its last MaxPartialShown bytes, from a carriage return (a
+// redraw) where there is one, else from a character's start. A redrawn
+// progress bar keeps every redraw in its line until the newline.
+func PartialTail(p []byte) []byte {
+	if len(p) <= MaxPartialShown {
+		return p
+	}
+	p = p[len(p)-MaxPartialShown:]
+	if i := bytes.IndexByte(p, '\r'); i >= 0 {
+		return p[i:]
+	}
+	for len(p) > 0 && !utf8.RuneStart(p[0]) {
+		p = p[1:]
+	}
+	return p
+}
 
 // IndexEvery is the spacing, in lines, of the entries in ID.log.idx.
 const IndexEvery = 4096

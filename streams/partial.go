@@ -3,7 +3,8 @@ package streams
 import (
 	"bytes"
 	"time"
-	"unicode/utf8"
+
+	"github.com/shiplog/shiplog/logfile"
 )
 
 // A run's unfinished last line (a progress bar redrawn with \r, a spinner,
@@ -12,30 +13,18 @@ import (
 // it follows the whole lines they have, replaces the partial before it, and
 // is replaced by the next log event. Resuming stays exact because a partial
 // never moves a viewer's offset.
-const (
-	// maxPartial bounds the unfinished line sent to viewers: its last
-	// bytes, from a carriage return (a redraw) where there is one.
-	maxPartial = 64 << 10
-	// partialEvery spaces a run's partial events: a job that redraws its
-	// line a thousand times a second reaches each viewer 20 times.
-	partialEvery = 50 * time.Millisecond
-)
+//
+// partialEvery spaces a run's partial events: a job that redraws its line a
+// thousand times a second reaches each viewer 20 times.
+const partialEvery = 50 * time.Millisecond
 
 // Partial sets the unfinished last line of key's log: text follows the
 // whole lines that end at offset at; empty when there is none. Viewers that
-// asked for partial lines and have reached at are sent the latest one, at
-// most every partialEvery. It never blocks on viewers.
+// asked for partial lines and have reached at are sent the latest one (its
+// logfile.PartialTail), at most every partialEvery. It never blocks on
+// viewers.
 func (h *Hub) Partial(key string, at int64, text []byte) {
-	if len(text) > maxPartial {
-		text = text[len(text)-maxPartial:]
-		if i := bytes.IndexByte(text, '\r'); i >= 0 {
-			text = text[i:]
-		} else {
-			for len(text) > 0 && !utf8.RuneStart(text[0]) {
-				text = text[1:]
-			}
-		}
-	}
+	text = logfile.PartialTail(text)
 	b := &Batch{Start: at, End: at, Lines: [][]byte{bytes.Clone(text)}, shared: true, partial: true}
 	h.mu.Lock()
 	if _, ended := h.ended[key]; ended {

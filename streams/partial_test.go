@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shiplog/shiplog/logfile"
 	"github.com/shiplog/shiplog/sse"
 )
 
@@ -130,7 +131,7 @@ func TestStalePartialLineIsDropped(t *testing.T) {
 
 // On the wire a partial line is a "partial" event with no id, so a
 // client's Last-Event-ID stays at the last whole line; an unfinished line
-// longer than maxPartial is sent from its last redraw.
+// longer than logfile.MaxPartialShown is sent from its last redraw.
 func TestPartialEventOnTheWire(t *testing.T) {
 	h := quietHub(t)
 	lf := newLogFile(t)
@@ -173,7 +174,7 @@ func TestPartialEventOnTheWire(t *testing.T) {
 	}
 	want("log", "2", "x")
 	want("partial", "", "10%\r55%")
-	long := strings.Repeat("#", maxPartial) + "\r" + strings.Repeat("=", 100)
+	long := strings.Repeat("#", logfile.MaxPartialShown) + "\r" + strings.Repeat("=", 100)
 	h.Partial("1", 2, []byte(long))
 	want("partial", "", "\r"+strings.Repeat("=", 100))
 	lf.write("done\n")
