@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,6 +38,9 @@ jobs:
       printf 'ok\nbar 10%%\rbar 55%%\r'
       step two
       printf 'bar 100%%\n'
+  wide:
+    run: |
+      awk 'BEGIN { for (i = 1; i <= 3000; i++) { s = "line " i " "; n = (i % 100 == 0) ? 0 : 20 + (i * 37) % 600; while (length(s) < n) s = s "x"; if (i % 100 == 0) for (k = 0; k < 150; k++) s = s "漢"; print s } }'
   batches:
     env: {GATE: $$GATE}
     run: |
@@ -55,6 +59,15 @@ func (s *testServer) open(name string, id int64) {
 	}
 }
 
+// failOnScriptErrors fails the test on any uncaught exception in the page.
+func failOnScriptErrors(t *testing.T, ctx context.Context) {
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
+			t.Errorf("script error: %s", e.ExceptionDetails.Exception.Description)
+		}
+	})
+}
+
 // shownRows is the text of the log's rows, as the page shows them.
 const shownRows = `[...document.querySelectorAll('.log-view .l .t')].map(e => e.textContent).join('|')`
 
@@ -68,11 +81,7 @@ func rowsAre(rows ...string) string {
 func TestBrowserTerminalRedrawsInPlace(t *testing.T) {
 	s := startServer(t, termConfig)
 	ctx := browser(t)
-	chromedp.ListenTarget(ctx, func(ev any) {
-		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
-			t.Logf("exception %s %s", e.ExceptionDetails.Error(), e.ExceptionDetails.Exception.Description)
-		}
-	})
+	failOnScriptErrors(t, ctx)
 	run := s.trigger("redraw", nil)
 	must(t, ctx,
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
@@ -121,6 +130,7 @@ func TestBrowserTerminalRedrawsInPlace(t *testing.T) {
 func TestBrowserUnfinishedLineShowsLive(t *testing.T) {
 	s := startServer(t, termConfig)
 	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
 	run := s.trigger("prompt", nil)
 	must(t, ctx,
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
@@ -141,6 +151,7 @@ func TestBrowserUnfinishedLineShowsLive(t *testing.T) {
 func TestBrowserSelectionSurvivesNewLines(t *testing.T) {
 	s := startServer(t, termConfig)
 	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
 	run := s.trigger("batches", nil)
 	must(t, ctx,
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
@@ -176,4 +187,51 @@ func TestBrowserSelectionSurvivesNewLines(t *testing.T) {
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d#L7-L9", s.URL, run.ID)),
 		until(`document.querySelector('#L7')?.matches('.target') && document.querySelector('#L9').matches('.range') && !document.querySelector('#L10').matches('.range')`),
 	)
+}
+
+// With wrap on, rows take the height their text needs (wide characters
+// too): the end of a log of long lines is reachable, and a permalink
+// lands its line exactly where the page puts it, a third down the view.
+func TestBrowserWrapReachesTheEndAndPermalinksLandExactly(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
+	run := s.trigger("wide", nil)
+	s.waitRun(run.ID, isFinished)
+	// inView: line n's row is drawn whole inside the log's viewport; its
+	// top, relative to the viewport's, is in window.top.
+	inView := func(n int) string {
+		return fmt.Sprintf(`(() => {
+			const v = document.querySelector('.log-view'), e = document.getElementById('L%d');
+			if (!e) return false;
+			const a = v.getBoundingClientRect(), b = e.getBoundingClientRect();
+			window.top_ = b.top - a.top;
+			return b.top >= a.top - 0.5 && b.bottom <= a.top + v.clientHeight + 0.5;
+		})()`, n)
+	}
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(logHas("line 2999 "+strings.Repeat("x", 20+(2999*37)%600-len("line 2999 ")))),
+		chromedp.Click(`[data-opt=wrap]`),
+		// Following: the last line is in view once the heights settle.
+		until(inView(3000)),
+	)
+	var rows int
+	must(t, ctx, chromedp.Evaluate(`Math.round(document.getElementById('L2999').offsetHeight / 20)`, &rows))
+	if rows < 2 {
+		t.Fatalf("line 2999 (%d characters) takes %d rows with wrap on", 20+(2999*37)%600, rows)
+	}
+	for _, n := range []int{1500, 200, 2900} {
+		var top, third float64
+		must(t, ctx,
+			chromedp.Evaluate(fmt.Sprintf(`location.hash = '#L%d'; true`, n), nil),
+			until(inView(n)+fmt.Sprintf(` && document.getElementById('L%d').matches('.target')`, n)),
+			chromedp.Evaluate(`window.top_`, &top),
+			chromedp.Evaluate(`document.querySelector('.log-view').clientHeight / 3`, &third),
+		)
+		// Where scrollToIndex puts it; within a pixel of rounding.
+		if top < third-1.5 || top > third+1.5 {
+			t.Errorf("#L%d landed %.1f px down the view, want %.1f", n, top, third)
+		}
+	}
 }

@@ -311,6 +311,7 @@
       // above has no row of its own, and is not shown.
       this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
       this.partialText = ''; this.partialRows = 0;
+      this.heights = new Map(); this.preN = 0; this.pinned = -1; // see rowsOf
       this.closed = new Set(); this.visible = null; this.target = -1;
       // Groups the reader closed stay closed across reloads (this tab).
       try { this.savedClosed = new Set(JSON.parse(sessionStorage.getItem(this.groupsKey()) || '[]')); } catch { this.savedClosed = new Set(); }
@@ -396,9 +397,9 @@
       this.cmdsBox.addEventListener('change', () => {
         keep('commands', this.cmdsBox.checked);
         // The line at the top stays where it is.
-        const at = this.indexAt(Math.floor(this.view.scrollTop / H));
+        const at = this.indexAt(this.rowAtY(this.view.scrollTop));
         this.rebuildVisible(); this.resize();
-        if (!this.follow && at !== undefined) this.view.scrollTop = this.rowOf(at) * H;
+        if (!this.follow && at !== undefined) this.view.scrollTop = this.yOf(this.rowOf(at));
         this.schedule();
       });
       this.jump.addEventListener('click', () => this.toLatest());
@@ -421,7 +422,113 @@
       });
     }
 
-    setWrap() { this.root.classList.toggle('wrap', this.wrapBox.checked); this.schedule(); }
+    setWrap() {
+      this.root.classList.toggle('wrap', this.wrapBox.checked);
+      this.heights = new Map(); this.preN = 0; this.cols = 0;
+      if (this.lines) this.resize();
+      this.schedule();
+    }
+
+    // ---- row heights -------------------------------------------------
+    // Rows are H high, or with wrap on as many times H as their text takes
+    // (a row breaks at any character, as a terminal wraps): estimated from
+    // the text's length and the columns that fit, then measured once
+    // drawn (wide characters, labels). pre[r] is the height of the rows
+    // before visible row r, in units of H, valid for r <= preN.
+
+    // rowsOf is how many H-high lines visible row r takes.
+    rowsOf(r) {
+      if (!this.wrapBox.checked || !this.cols) return 1;
+      const n = this.count();
+      if (r >= n) { // a row of the unfinished line
+        const sr = this.screen.rows[this.screen.rows.length - this.partialRows + (r - n)];
+        return sr ? Math.max(1, Math.ceil(sr.t.length / this.cols)) : 1;
+      }
+      const i = this.indexAt(r);
+      const known = this.heights.get(i);
+      if (known !== undefined) return known;
+      let len;
+      const k = this.kinds[i];
+      if (k === K_PLAIN || k === K_MARK) {
+        const row = this.screen.rows[this.screen.rowOfLine(this.first + i)];
+        len = row ? row.t.length : 0;
+      } else len = this.lines[i].length;
+      return Math.max(1, Math.ceil(len / this.cols));
+    }
+
+    // yOf is the top of visible row r, in px.
+    yOf(r) {
+      if (!this.wrapBox.checked || !this.cols) return r * H;
+      this.ensurePre(r);
+      return this.pre[r] * H;
+    }
+
+    totalH() { return this.yOf(this.count() + this.partialRows); }
+
+    // rowAtY is the visible row at y px.
+    rowAtY(y) {
+      const total = this.count() + this.partialRows;
+      if (!this.wrapBox.checked || !this.cols) return Math.max(0, Math.min(Math.floor(y / H), total));
+      this.ensurePre(total);
+      const u = y / H;
+      let lo = 0, hi = total;
+      while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (this.pre[mid] <= u) lo = mid; else hi = mid - 1; }
+      return lo;
+    }
+
+    ensurePre(r) {
+      if (this.preN >= r) return;
+      if (!this.pre || this.pre.length < r + 1) {
+        const grown = new Float64Array(Math.max(r + 1, 2 * (this.pre ? this.pre.length : 1024)));
+        if (this.pre) grown.set(this.pre.subarray(0, this.preN + 1));
+        this.pre = grown;
+      }
+      if (this.preN === 0) this.pre[0] = 0;
+      for (let k = this.preN; k < r; k++) this.pre[k + 1] = this.pre[k] + this.rowsOf(k);
+      this.preN = r;
+    }
+
+    // measure corrects the heights of the rows drawn, [start, end), from
+    // what the browser made of them, and keeps a permalink's row in place.
+    measure(start, end) {
+      const t = this.rows.querySelector('.l:not(.partial) .t');
+      if (t) {
+        const cols = Math.max(1, Math.floor(t.clientWidth / this.chWidth()));
+        if (cols !== this.cols) { this.cols = cols; this.heights.clear(); this.preN = 0; this.resize(); this.schedule(); return; }
+      }
+      let changed = -1;
+      for (const el of this.rows.children) {
+        if (el.classList.contains('partial')) continue;
+        const i = parseInt(el.dataset.i, 10), r = this.rowOf(i);
+        if (r < start || r >= end) continue;
+        const got = Math.max(1, Math.round(el.offsetHeight / H));
+        if (got !== this.rowsOf(r)) {
+          this.heights.set(i, got);
+          if (changed < 0 || r < changed) changed = r;
+        }
+      }
+      if (changed >= 0) {
+        this.preN = Math.min(this.preN, changed);
+        this.resize();
+        if (this.pinned >= 0) {
+          this.view.scrollTop = Math.max(0, this.yOf(this.rowOf(this.pinned)) - this.view.clientHeight / 3);
+          this.lastTop = this.view.scrollTop;
+        }
+        this.schedule();
+      }
+    }
+
+    chWidth() {
+      if (!this.ch) {
+        const probe = document.createElement('span');
+        probe.className = 'probe';
+        probe.textContent = '0'.repeat(100);
+        this.rows.append(probe);
+        this.ch = probe.getBoundingClientRect().width / 100 || 8;
+        probe.remove();
+      }
+      return this.ch;
+    }
 
     // setTimes shows or hides each line's arrival time; the raw log links
     // then carry the times too.
@@ -678,6 +785,7 @@
       const before = sc.rows.length;
       sc.partial(this.first + this.lines.length, text); // takes the last one back first
       this.partialRows = text ? Math.max(0, sc.rows.length - (sc.undo ? sc.undo.len : before)) : 0;
+      this.preN = Math.min(this.preN, Math.max(0, this.count() - 100));
       this.resize();
       this.schedule();
     }
@@ -692,6 +800,8 @@
       }
       if (this.visible) { for (let i = from; i < this.lines.length; i++) if (!this.hidden(i)) this.visible.push(i); }
       else if (this.needVisible()) this.rebuildVisible();
+      // The new lines may have redrawn the rows within the screen's reach.
+      this.preN = Math.min(this.preN, Math.max(0, this.rowOf(from) - 100));
       this.resize();
       this.seekWanted();
       this.schedule();
@@ -700,7 +810,7 @@
     prepend(batch, start) {
       const n = batch.length;
       if (!n) { this.startOffset = start; return; }
-      const top = this.view.scrollTop;
+      const top = this.view.scrollTop, before = this.totalH();
       this.lines = batch.concat(this.lines);
       this.first -= n;
       this.startOffset = start;
@@ -724,14 +834,15 @@
       }
       this.resize();
       // What the user was looking at stays where it was.
-      this.view.scrollTop = top + n * H;
+      this.heights.clear(); this.preN = 0;
+      this.view.scrollTop = top + this.totalH() - before;
       this.seekWanted();
       this.schedule();
     }
 
     // A following view stays pinned to the end as it grows.
     resize() {
-      this.sizer.style.height = `${(this.count() + this.partialRows) * H + 8}px`;
+      this.sizer.style.height = `${this.totalH() + 8}px`;
       if (this.follow) this.view.scrollTop = this.view.scrollHeight;
     }
 
@@ -747,6 +858,7 @@
     needVisible() { return this.closed.size > 0 || this.rowless > 0 || (!this.cmdsBox.checked && this.nCmds > 0); }
 
     rebuildVisible() {
+      this.preN = 0;
       if (!this.needVisible()) { this.visible = null; return; }
       const v = [];
       for (let j = 0; j < this.lines.length; j++) if (!this.hidden(j)) v.push(j);
@@ -784,8 +896,8 @@
       const n = this.count();
       this.resize();
       const top = this.view.scrollTop, h = this.view.clientHeight || 600;
-      const start = Math.max(0, Math.floor(top / H) - OVERSCAN);
-      const end = Math.min(n, Math.ceil((top + h) / H) + OVERSCAN);
+      const start = Math.max(0, this.rowAtY(top) - OVERSCAN);
+      const end = Math.min(n, this.rowAtY(top + h) + 1 + OVERSCAN);
       const parts = [];
       const cur = this.cur >= 0 ? this.matchList[this.cur] : -1;
       const times = this.timesBox.checked;
@@ -846,8 +958,9 @@
           parts.push([`P${r}`, `<div class="l partial" data-testid="partial-line"><a class="n" tabindex="-1">${num}</a>${this.timesBox.checked ? '<span class="ts"></span>' : ''}<span class="t">${rowHTML(sc.rows[r], null)}</span></div>`]);
         }
       }
-      this.rows.style.transform = `translateY(${start * H}px)`;
+      this.rows.style.transform = `translateY(${this.yOf(start)}px)`;
       this.patch(parts);
+      if (this.wrapBox.checked) this.measure(start, end);
       const last = this.first - 1 + this.lines.length;
       // The gutter fits the longest line number shown (8 digits in a 1 GB log).
       const digits = Math.max(5, String(last).length);
@@ -899,6 +1012,7 @@
     onScroll() {
       const top = this.view.scrollTop;
       const atEnd = top + this.view.clientHeight >= this.view.scrollHeight - 2 * H;
+      if (top < (this.lastTop || 0) - 1) this.pinned = -1; // the reader moved: a permalink's place is theirs now
       // Only a move up stops following: the view changing size under the
       // reader (the header above growing) fires scroll events too.
       if (!this.detached && atEnd && !this.follow) this.setFollow(true);
@@ -918,7 +1032,9 @@
 
     scrollToIndex(i) {
       this.setFollow(false);
-      this.view.scrollTop = Math.max(0, this.rowOf(i) * H - this.view.clientHeight / 3);
+      this.view.scrollTop = Math.max(0, this.yOf(this.rowOf(i)) - this.view.clientHeight / 3);
+      this.lastTop = this.view.scrollTop; // not the reader's move
+      this.pinned = i; // kept there while rows above find their heights (wrap)
       this.schedule();
     }
 
