@@ -41,6 +41,11 @@ jobs:
   wide:
     run: |
       awk 'BEGIN { for (i = 1; i <= 3000; i++) { s = "line " i " "; n = (i % 100 == 0) ? 0 : 20 + (i * 37) % 600; while (length(s) < n) s = s "x"; if (i % 100 == 0) for (k = 0; k < 150; k++) s = s "漢"; print s } }'
+  flood:
+    env: {GATE: $$GATE}
+    run: |
+      while [ ! -e "$GATE/one-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      awk 'BEGIN { for (i = 1; i <= 60000; i++) printf "\033[3%dmrow %d\033[0m\n", i % 8, i }'
   batches:
     env: {GATE: $$GATE}
     run: |
@@ -234,4 +239,33 @@ func TestBrowserWrapReachesTheEndAndPermalinksLandExactly(t *testing.T) {
 			t.Errorf("#L%d landed %.1f px down the view, want %.1f", n, top, third)
 		}
 	}
+}
+
+// A live page holds a bounded window of lines: a job printing 60,000 lines
+// while the page follows leaves at most 20,000 in the tab, and scrolling
+// back fetches the earlier ones again by range, exactly from where the
+// window starts.
+func TestBrowserLivePageKeepsABoundedWindow(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
+	run := s.trigger("flood", nil)
+	must(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)), until(`window.shiplogLog && window.shiplogLog.marks`))
+	s.open("one", run.ID)
+	var held struct{ Lines, Rows, First int }
+	must(t, ctx,
+		until(logHas("row 60000")),
+		chromedp.Evaluate(`({Lines: shiplogLog.lines.length, Rows: shiplogLog.screen.rows.length, First: shiplogLog.first})`, &held),
+	)
+	if held.Lines > 20000 || held.Rows > 20000 || held.First <= 40000 || held.First+held.Lines-1 != 60000 {
+		t.Fatalf("after 60,000 lines the page holds %+v", held)
+	}
+	// Back to the top of the window: the lines before it come by range.
+	first := held.First
+	must(t, ctx,
+		chromedp.Evaluate(`document.querySelector('.log-view').scrollTop = 0; true`, nil),
+		until(fmt.Sprintf(`shiplogLog.first < %d`, first)),
+		until(fmt.Sprintf(`document.getElementById('L%d')?.querySelector('.t').textContent === 'row %d'`, first-1, first-1)),
+		until(fmt.Sprintf(`document.getElementById('L%d')?.querySelector('.t').textContent === 'row %d'`, first, first)),
+	)
 }

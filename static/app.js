@@ -271,6 +271,9 @@
   const KIND_CLASS = ['', 'grp', 'cmd', 'cmd', 'ann-error', 'ann-warning', 'ann-notice', 'marker'];
 
   const TAIL = 5000;        // a big log opens on its last lines
+  // A live page holds at most HELD lines: past it, following, the oldest
+  // go (back to KEEP), to be fetched again by range if scrolled to.
+  const HELD = 20000, KEEP = 15000;
   const CHUNK = 512 << 10;  // bytes fetched per "load earlier"
   const utf8 = new TextDecoder('utf-8');
   // Whole lines from bytes that end with a newline.
@@ -312,6 +315,7 @@
       this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
       this.partialText = ''; this.partialRows = 0;
       this.heights = new Map(); this.preN = 0; this.pinned = -1; // see rowsOf
+      this.marks = null; // [line index, offset where it starts], at log events
       this.closed = new Set(); this.visible = null; this.target = -1;
       // Groups the reader closed stay closed across reloads (this tab).
       try { this.savedClosed = new Set(JSON.parse(sessionStorage.getItem(this.groupsKey()) || '[]')); } catch { this.savedClosed = new Set(); }
@@ -600,12 +604,15 @@
         if (this.endOffset !== null) return; // a reconnect: we know where we are
         const w = JSON.parse(e.data);
         this.first = w.line; this.startOffset = w.offset; this.endOffset = w.offset;
+        this.marks = [[0, w.offset]];
         this.schedule();
       });
       es.addEventListener('log', (e) => {
         this.endOffset = parseInt(e.lastEventId, 10);
         this.partialText = ''; // the lines hold it now; a newer one follows
         this.append(e.data.split('\n').map(decode));
+        if (this.marks) this.marks.push([this.lines.length, this.endOffset]); // where the next line starts
+        this.bound();
       });
       // The unfinished last line (a prompt, a progress bar): shown in
       // place after the lines, until the next lines replace it.
@@ -814,6 +821,7 @@
       this.lines = batch.concat(this.lines);
       this.first -= n;
       this.startOffset = start;
+      if (this.marks) this.marks = [[0, start], ...this.marks.map(([i, off]) => [i + n, off])];
       this.kinds = []; this.parent = []; this.stack = [];
       const closed = this.closed;
       this.closed = new Set([...closed].map((i) => i + n));
@@ -837,6 +845,38 @@
       this.heights.clear(); this.preN = 0;
       this.view.scrollTop = top + this.totalH() - before;
       this.seekWanted();
+      this.schedule();
+    }
+
+    // bound keeps a live view to HELD lines: following, the oldest go, at
+    // the start of a log event (whose offset the stream said), so that
+    // scrolling back fetches them again by range from exactly there.
+    bound() {
+      if (this.detached || !this.follow || this.lines.length <= HELD || !this.marks) return;
+      let cut = null;
+      for (const m of this.marks) if (m[0] > 0 && m[0] <= this.lines.length - KEEP) cut = m;
+      if (!cut) return;
+      const [k, off] = cut;
+      this.lines = this.lines.slice(k);
+      this.first += k;
+      this.startOffset = off;
+      this.marks = this.marks.filter((m) => m[0] >= k).map(([i, o]) => [i - k, o]);
+      this.closed = new Set([...this.closed].filter((i) => i >= k).map((i) => i - k));
+      if (this.target >= 0) this.target = this.target >= k ? this.target - k : -1;
+      this.kinds = []; this.parent = []; this.stack = [];
+      this.classifyFrom(0);
+      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.feed(0);
+      if (this.partialText) this.setPartial(this.partialText);
+      if (this.matchNums) {
+        this.matchList = this.matchList.filter((num) => num >= this.first);
+        this.matchNums = new Set(this.matchList);
+        this.cur = Math.min(this.cur, this.matchList.length - 1);
+        this.showCount();
+      }
+      this.heights.clear(); this.preN = 0;
+      this.rebuildVisible();
+      this.resize();
       this.schedule();
     }
 
