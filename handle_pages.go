@@ -377,6 +377,9 @@ func (s *server) showRun(c echo.Context) error {
 		return err
 	}
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
+	if job, err := s.runner.Config().Job(run.Job); err == nil && job.TTY.On() {
+		p.TTYCols, p.TTYRows = job.TTY.Cols, job.TTY.Rows // the screen the job wrote to
+	}
 	for _, a := range run.Annotations {
 		p.Annotations = append(p.Annotations, views.Annotation{Level: a.Level, Title: a.Title, Message: a.Message, Place: place(a), Line: a.Line})
 	}

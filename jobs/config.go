@@ -62,6 +62,9 @@ type Job struct {
 	// MaxLogSize cuts the log at this many bytes (0: no limit); the cut is
 	// marked in the log and on the run.
 	MaxLogSize int64
+	// TTY runs the job in a pseudo-terminal of this size (tty: true); the
+	// default is a pipe.
+	TTY TTY
 }
 
 // Secret is a value a job needs but no log may show, read when the config
@@ -116,6 +119,7 @@ type fileJob struct {
 	Params      []Param           `yaml:"params"`
 	Secrets     []fileSecret      `yaml:"secrets"`
 	MaxLogSize  string            `yaml:"max_log_size"`
+	TTY         TTY               `yaml:"tty"`
 }
 
 type fileSecret struct {
@@ -319,6 +323,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		}
 		j.MaxLogSize = n
 	}
+	j.TTY = fj.TTY
 	for i, sec := range fj.Secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
 		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
@@ -365,7 +370,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true,
+	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

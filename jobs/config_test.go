@@ -55,6 +55,8 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"secret both sources", "jobs:\n  a:\n    run: x\n    secrets: [{name: S, env: HOME, file: /x}]\n", []string{"secrets[0]", "exactly one"}},
 		{"secret reserved name", "jobs:\n  a:\n    run: x\n    secrets: [{name: PATH, env: HOME}]\n", []string{"secrets[0].name"}},
 		{"bad max_log_size", "jobs:\n  a:\n    run: x\n    max_log_size: lots\n", []string{`job "a"`, "max_log_size"}},
+		{"tty too small", "jobs:\n  a:\n    run: x\n    tty: {cols: 5, rows: 10}\n", []string{"cols 5", "20 to 1000 columns"}},
+		{"tty not a switch", "jobs:\n  a:\n    run: x\n    tty: maybe\n", []string{"want true, false or {cols: N, rows: N}"}},
 		{"bad zone", "jobs:\n  a:\n    run: x\n    zone: eu west\n", []string{`job "a"`, "zone", `"eu west"`}},
 		{"empty", "\n", []string{"bad.yaml", "empty"}},
 		{"no jobs", `max_concurrent_runs: 1`, []string{"bad.yaml", "at least one job"}},

@@ -124,17 +124,23 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		return outcome{state: Failed, msg: fmt.Sprintf("open log: %v", err)}
 	}
 	defer f.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return outcome{state: Failed, msg: fmt.Sprintf("create pipe: %v", err)}
-	}
-	defer pr.Close()
 	// Not CommandContext: the runner stops a run itself, the whole process
 	// group, TERM then KILL after the grace period.
 	cmd := exec.Command("/bin/sh", "-c", t.job.Run) //nolint:noctx // see above
 	cmd.Dir = t.job.Dir
 	cmd.Env = r.commandEnv(t)
-	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: interleaved in order of arrival
+	var pr, pw *os.File
+	if tty := t.job.TTY; tty.On() {
+		if pr, pw, err = openPTY(tty); err != nil {
+			return outcome{state: Failed, msg: err.Error()}
+		}
+		cmd.Stdin = pw
+		cmd.Env = append(cmd.Env, tty.Env()...)
+	} else if pr, pw, err = os.Pipe(); err != nil {
+		return outcome{state: Failed, msg: fmt.Sprintf("create pipe: %v", err)}
+	}
+	defer pr.Close()
+	cmd.Stdout, cmd.Stderr = pw, pw // one pipe or terminal: interleaved in order of arrival
 	// Its own process group, so cancel reaches every descendant; and killed
 	// if this process dies, so kill -9 of the server leaves no shell behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -216,7 +222,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 				}
 			}
 			if err != nil {
-				return
+				return // EOF; or EIO once every process closed the terminal
 			}
 		}
 	}()

@@ -789,3 +789,51 @@ jobs:
 		t.Errorf("progress %+v from a discarded line", run.Progress)
 	}
 }
+
+// A job with tty: true runs with a terminal as its stdin, stdout and
+// stderr, of the size configured, with TERM set; its lines reach the log as
+// it wrote them (\n, not the terminal's \r\n), all of them, however much it
+// writes before it exits; a job without stays on a pipe.
+func TestJobInATerminal(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  term:
+    tty: {cols: 132, rows: 43}
+    run: |
+      [ -t 1 ] && [ -t 2 ] && echo "a terminal"
+      stty size
+      echo "TERM=$TERM COLUMNS=$COLUMNS LINES=$LINES"
+      printf 'one\ntwo\r\n'
+      echo "to stderr" >&2
+      seq 1 200000 | tail -c 2000000
+  default-size: {tty: true, run: "stty size"}
+  pipe: {run: "[ -t 1 ] && echo terminal || echo pipe"}
+  grep-tty: {tty: true, run: "echo a match | grep --color=auto match"}
+  grep-pipe: {run: "echo a match | grep --color=auto match"}
+`)
+	run := waitRun(t, r, trigger(t, r, "term", nil).ID, finished)
+	if run.State != Succeeded {
+		t.Fatalf("state %s: %s", run.State, run.Error)
+	}
+	got := readLog(t, r, run.ID)
+	want := "a terminal\n43 132\nTERM=xterm-256color COLUMNS=132 LINES=43\none\ntwo\r\nto stderr\n"
+	if !strings.HasPrefix(got, want) {
+		t.Fatalf("log starts %q, want %q", got[:min(len(got), 200)], want)
+	}
+	nums := strings.Split(strings.TrimSuffix(strings.TrimPrefix(got, want), "\n"), "\n")
+	if len(nums) != 200000 || nums[0] != "1" || nums[len(nums)-1] != "200000" {
+		t.Fatalf("the job's last output: %d lines, %q … %q", len(nums), nums[0], nums[len(nums)-1])
+	}
+	for _, tc := range []struct{ job, want string }{
+		{"default-size", "40 120\n"},
+		{"pipe", "pipe\n"},
+		// Tools that colour for a person do so in the terminal.
+		{"grep-tty", "a \x1b[01;31m\x1b[Kmatch\x1b[m\x1b[K\n"},
+		{"grep-pipe", "a match\n"},
+	} {
+		run := waitRun(t, r, trigger(t, r, tc.job, nil).ID, finished)
+		if got := readLog(t, r, run.ID); got != tc.want {
+			t.Errorf("%s: log %q, want %q", tc.job, got, tc.want)
+		}
+	}
+}

@@ -312,7 +312,7 @@
       // What a terminal shows for the lines: rows, redrawn in place by
       // cursor moves and erases (term.js). A line that only redraws rows
       // above has no row of its own, and is not shown.
-      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.screen = this.newScreen(); this.rowless = 0;
       this.partialText = ''; this.partialRows = 0;
       this.heights = new Map(); this.preN = 0; this.pinned = -1; // see rowsOf
       this.marks = null; // [line index, offset where it starts], at log events
@@ -766,6 +766,13 @@
       }
     }
 
+    // newScreen is an empty screen the size of the job's terminal (tty:
+    // true), which bounds the cursor's moves as the job's terminal did.
+    newScreen() {
+      const d = this.root.dataset;
+      return new window.ShiplogTerm.Screen({ height: parseInt(d.ttyRows || '0', 10), cols: parseInt(d.ttyCols || '0', 10) });
+    }
+
     // feed gives the screen lines from index i on, in order: output to the
     // terminal, workflow commands as rows of their own.
     feed(i) {
@@ -827,7 +834,7 @@
       this.closed = new Set([...closed].map((i) => i + n));
       this.classifyFrom(0);
       // The screen starts again from the new first line.
-      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.screen = this.newScreen(); this.rowless = 0;
       this.feed(0);
       if (this.partialText) this.setPartial(this.partialText);
       if (this.target >= 0) this.target += n;
@@ -865,7 +872,7 @@
       if (this.target >= 0) this.target = this.target >= k ? this.target - k : -1;
       this.kinds = []; this.parent = []; this.stack = [];
       this.classifyFrom(0);
-      this.screen = new window.ShiplogTerm.Screen(); this.rowless = 0;
+      this.screen = this.newScreen(); this.rowless = 0;
       this.feed(0);
       if (this.partialText) this.setPartial(this.partialText);
       if (this.matchNums) {

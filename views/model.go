@@ -137,6 +137,9 @@ type RunPage struct {
 	LogLines  int64
 	LogBytes  int64
 	Session   Session
+	// TTYCols and TTYRows are the size of the job's terminal (tty: true);
+	// 0 for a pipe.
+	TTYCols, TTYRows int
 }
 
 // ErrorPage is shown for a failed page request.
