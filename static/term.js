@@ -206,6 +206,13 @@
       this.top = 0; // rows above are history: out of the cursor's reach
       this.saved = null;
       this.g0 = false; // DEC line drawing in G0
+      // A scrolling region that leaves rows below it (DECSTBM, as apt
+      // pins its progress bar to the last row): its bottom, a screen row
+      // (1-based); 0 for none. Whatever is drawn below it is a status
+      // line, not log output: it is not kept (the terminal's is erased
+      // when the region goes, too).
+      this.regionBottom = 0;
+      this.off = false; // the cursor is below the region: drawing is dropped
       this.lineRow = []; // per raw line held: the row it drew on first
       this.firstLine = 0; // the raw line number of lineRow[0]
       this.undo = null; // while a partial line is shown: how to take it back
@@ -249,7 +256,7 @@
       Object.assign(this, u.state);
     }
 
-    state() { return { r: this.r, c: this.c, pen: this.pen, top: this.top, saved: this.saved, g0: this.g0, cur: this.cur }; }
+    state() { return { r: this.r, c: this.c, pen: this.pen, top: this.top, saved: this.saved, g0: this.g0, cur: this.cur, regionBottom: this.regionBottom, off: this.off }; }
 
     // drop forgets the first k rows (the page keeps a bounded window) and
     // the raw lines that drew only on them. It returns how many raw lines
@@ -305,6 +312,7 @@
     }
 
     newline() {
+      if (this.off) { this.off = false; this.c = 0; return; } // the status line's end
       // A raw line that drew nothing (an empty line, or moves alone) on the
       // row to come leaves that row empty: it still shows, as a blank line.
       if (this.r >= this.rows.length) this.row();
@@ -346,6 +354,7 @@
     }
 
     put(s) {
+      if (this.off) return;
       if (this.g0) s = decGraphics(s);
       const row = this.row(), c = this.c;
       let t = row.t;
@@ -362,7 +371,7 @@
 
     // erase blanks [from, to) of the cursor's row; to past the end cuts it.
     erase(from, to) {
-      if (this.r >= this.rows.length) return;
+      if (this.off || this.r >= this.rows.length) return;
       const row = this.row(), t = row.t;
       if (from >= t.length) return;
       if (to >= t.length) { row.t = t.slice(0, from); row.s = cutRuns(row.s, from); }
@@ -380,6 +389,7 @@
     // moveTo puts the cursor at row r (within the screen: from its top to
     // the row to come) and column c.
     moveTo(r, c) {
+      this.off = false;
       this.r = Math.max(this.screenTop(), Math.min(r, this.rows.length));
       if (c !== undefined) this.c = Math.max(0, this.cols ? Math.min(c, this.cols - 1) : c);
     }
@@ -402,7 +412,7 @@
       if (e[8] !== undefined) return;
       switch (e[9]) {
         case '7': this.saved = { r: this.r, c: this.c, pen: this.pen }; break; // DECSC
-        case '8': if (this.saved) { this.moveTo(this.saved.r, this.saved.c); this.pen = this.saved.pen; } break; // DECRC
+        case '8': if (this.saved) { this.moveTo(this.saved.r, this.saved.c); this.pen = this.saved.pen; } else this.off = false; break; // DECRC
         case 'M': this.moveTo(this.r - 1); break; // reverse index
         case 'D': this.moveTo(this.r + 1); break; // index
         case 'E': this.moveTo(this.r + 1, 0); break; // next line
@@ -419,6 +429,7 @@
       const n = (i, d = 1) => { const v = params[i] && params[i][0]; return v === undefined || Number.isNaN(v) || v === 0 ? d : v; };
       const z = (i) => { const v = params[i] && params[i][0]; return v === undefined || Number.isNaN(v) ? 0 : v; };
       const top = this.screenTop();
+      if (this.off && fin !== 'm' && fin !== 'K' && fin !== 'X') this.off = false; // a move back: only CUP and VPA below the region keep it
       switch (fin) {
         case 'm': this.pen = intern(sgr(styles[this.pen], params.length ? params.map((p) => p.map((x) => x ?? 0)) : [[0]])); break;
         case 'A': this.moveTo(this.r - n(0)); break;
@@ -428,8 +439,14 @@
         case 'E': this.moveTo(this.r + n(0), 0); break;
         case 'F': this.moveTo(this.r - n(0), 0); break;
         case 'G': case '`': this.moveTo(this.r, n(0) - 1); break;
-        case 'd': this.moveTo(top + n(0) - 1); break;
-        case 'H': case 'f': this.moveTo(top + n(0) - 1, n(1) - 1); break;
+        case 'd': this.moveTo(top + n(0) - 1); this.off = this.below(n(0)); break;
+        case 'H': case 'f': this.moveTo(top + n(0) - 1, n(1) - 1); this.off = this.below(n(0)); break;
+        case 'r': { // DECSTBM: the scrolling region; the cursor goes home
+          const bottom = n(1, this.height);
+          this.regionBottom = bottom < this.height ? bottom : 0;
+          this.moveTo(top, 0);
+          break;
+        }
         case 'K': {
           const m = z(0);
           if (m === 0) this.erase(this.c, Infinity);
@@ -492,6 +509,10 @@
       }
     }
   }
+
+  // below says whether screen row n (1-based) lies below the scrolling
+  // region.
+  Screen.prototype.below = function below(n) { return this.regionBottom > 0 && n > this.regionBottom; };
 
   // rowText is what a row shows as plain text: concealed text is blank.
   const rowText = (row) => {

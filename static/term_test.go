@@ -90,6 +90,10 @@ func TestScreen(t *testing.T) {
 		{Name: "block rows sit at the bottom", Steps: cat(lines("a", "b"), seq(block("::group::g")), lines("c")), want: []string{"1|a", "2|b", "3|::group::g", "4|c"}},
 		{Name: "rows of raw lines", Steps: lines("a", "b", "\x1b[2A\rA", "B", "c"), RowOf: []int{1, 2, 3, 4, 5}, want: []string{"1|A", "2|B", "5|c"}, wantRowOf: []int{0, 1, 0, 1, 2}},
 		{Name: "drop keeps the rest", Steps: cat(lines("a", "b", "c"), seq(drop(2)), lines("\x1b[5A\rX")), want: []string{"3|X"}, wantFirst: 3},
+		{Name: "status line below a scrolling region is not kept", Height: 40, Steps: lines("one", "",
+			"\x1b7\x1b[0;39r\x1b8\x1b[1Atwo", "\x1b7\x1b[40;0f\x1b[42mProgress: [ 40%]\x1b[49m\x1b8three", "\x1b7\x1b[0;40r\x1b8\x1b[1A\x1b[Jfour"),
+			want: []string{"1|one", "2|two", "4|four"}},
+		{Name: "a region reaching the last row keeps everything", Height: 40, Steps: lines("\x1b[1;40ra", "\x1b[40;1Hb"), want: []string{"1|a", "2|b"}},
 		{Name: "a lone escape is dropped", Steps: lines("a\x1b", "\x1b[", "b\x07\x00c"), want: []string{"1|a", "2|", "3|bc"}},
 	}
 	in, err := json.Marshal(cases)
