@@ -34,6 +34,15 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 	for _, a := range r.Annotations {
 		out.Annotations = append(out.Annotations, api.Annotation(a))
 	}
+	out.Groups = make([]api.Group, 0, len(r.Groups))
+	for _, g := range r.Groups {
+		ag := api.Group{Title: g.Title, Line: g.Line, EndLine: g.EndLine, Depth: g.Depth, Start: g.Start, End: g.End, Outcome: api.State(r.GroupOutcome(g))}
+		if g.End != nil {
+			d := g.End.Sub(g.Start).Milliseconds()
+			ag.DurationMS = &d
+		}
+		out.Groups = append(out.Groups, ag)
+	}
 	if r.State.Finished() {
 		out.Log = &api.Log{Bytes: r.LogBytes, Lines: r.LogLines, Cut: r.LogCut}
 	}

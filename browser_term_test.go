@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,6 +47,16 @@ jobs:
     run: |
       while [ ! -e "$GATE/one-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
       awk 'BEGIN { for (i = 1; i <= 60000; i++) printf "\033[3%dmrow %d\033[0m\n", i % 8, i }'
+  timed:
+    env: {GATE: $$GATE}
+    run: |
+      echo "::group::Build"
+      echo "compiling"
+      while [ ! -e "$GATE/one-$SHIPLOG_RUN_ID" ]; do sleep 0.01; done
+      echo "::endgroup::"
+      echo "::group::Deploy"
+      echo "::error::it broke"
+      echo "::endgroup::"
   batches:
     env: {GATE: $$GATE}
     run: |
@@ -268,4 +279,49 @@ func TestBrowserLivePageKeepsABoundedWindow(t *testing.T) {
 		until(fmt.Sprintf(`document.getElementById('L%d')?.querySelector('.t').textContent === 'row %d'`, first-1, first-1)),
 		until(fmt.Sprintf(`document.getElementById('L%d')?.querySelector('.t').textContent === 'row %d'`, first, first)),
 	)
+}
+
+// The run page's timeline has a bar per group, live, coloured by how each
+// went and linking to its lines; a group's header in the log says how long
+// it took.
+func TestBrowserTimelineOfGroups(t *testing.T) {
+	s := startServer(t, termConfig)
+	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
+	run := s.trigger("timed", nil)
+	outcomes := `[...document.querySelectorAll('[data-testid=timeline-group]')].map(e => e.className + ':' + e.querySelector('.tl-title').textContent + ':' + e.querySelector('.tl-dur').textContent.trim()).join(' ')`
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(outcomes+` === 'running:Build:running'`),
+	)
+	s.open("one", run.ID)
+	var got string
+	must(t, ctx,
+		until(`document.querySelector('#run-head [data-testid=state]').textContent === 'succeeded'`),
+		until(`document.querySelectorAll('[data-testid=timeline-group]').length === 2`),
+		chromedp.Evaluate(outcomes, &got),
+	)
+	if !strings.HasPrefix(got, "succeeded:Build:") || !strings.Contains(got, " failed:Deploy:") {
+		t.Fatalf("timeline %q", got)
+	}
+	// The header's groups say how long they took; a title leads to its line.
+	must(t, ctx,
+		until(`[...document.querySelectorAll('.l.grp .gmeta')].map(e => e.textContent).every(t => / · \d/.test(t))`),
+		chromedp.Evaluate(`document.getElementById('timeline').open = true; true`, nil),
+		chromedp.Click(`[data-testid=timeline-group]:nth-child(2) .tl-title`),
+		until(`location.hash === '#L4' && document.getElementById('L4')?.matches('.target')`),
+	)
+	var api struct {
+		Groups []struct {
+			Title      string `json:"title"`
+			Line       int64  `json:"line"`
+			EndLine    int64  `json:"end_line"`
+			DurationMS *int64 `json:"duration_ms"`
+			Outcome    string `json:"outcome"`
+		} `json:"groups"`
+	}
+	_, _, body := s.do("GET", fmt.Sprintf("/api/runs/%d", run.ID), "")
+	if err := json.Unmarshal(body, &api); err != nil || len(api.Groups) != 2 || api.Groups[1].Outcome != "failed" || api.Groups[0].DurationMS == nil || api.Groups[1].EndLine != 6 {
+		t.Fatalf("API groups %s (%v)", body, err)
+	}
 }

@@ -968,8 +968,8 @@ func TestBrowserWorkflowCommands(t *testing.T) {
 		chromedp.KeyEvent("\r"),
 		until(logHas("compiling")),
 	)
-	if meta != "1 line" {
-		t.Errorf("group header says %q, want \"1 line\"", meta)
+	if !regexp.MustCompile(`^1 line( · \d+\.\ds)?$`).MatchString(meta) {
+		t.Errorf("group header says %q, want \"1 line\" and how long it took", meta)
 	}
 	must(t, ctx,
 		chromedp.Click(`[data-testid=commands]`),

@@ -85,6 +85,7 @@ func toView(r *jobs.Run) views.Run {
 		w := api.Wait(*r.Wait)
 		v.Waiting = w.Describe(time.Now())
 	}
+	v.Timeline = timeline(r, time.Now())
 	keys := make([]string, 0, len(r.Params))
 	for k := range r.Params {
 		keys = append(keys, k)
@@ -94,6 +95,38 @@ func toView(r *jobs.Run) views.Run {
 		v.Params = append(v.Params, views.KV{Key: k, Value: r.Params[k]})
 	}
 	return v
+}
+
+// timeline places r's groups on its time axis, from its start to its end
+// (or now).
+func timeline(r *jobs.Run, now time.Time) []views.Span {
+	if r.StartedAt == nil || len(r.Groups) == 0 {
+		return nil
+	}
+	end := now
+	if r.FinishedAt != nil {
+		end = *r.FinishedAt
+	}
+	total := end.Sub(*r.StartedAt)
+	at := func(t time.Time) float64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(1000, max(0, 1000*float64(t.Sub(*r.StartedAt))/float64(total)))
+	}
+	spans := make([]views.Span, 0, len(r.Groups))
+	for _, g := range r.Groups {
+		gEnd := end
+		if g.End != nil {
+			gEnd = *g.End
+		}
+		x := at(g.Start)
+		spans = append(spans, views.Span{
+			Title: g.Title, Line: g.Line, Depth: g.Depth, Outcome: string(r.GroupOutcome(g)),
+			X: x, W: max(at(gEnd)-x, 3), Duration: views.Duration(gEnd.Sub(g.Start)), Open: g.End == nil,
+		})
+	}
+	return spans
 }
 
 func toViews(runs []*jobs.Run) []views.Run {

@@ -38,7 +38,9 @@ type Run struct {
 	ExitCode    *int              `json:"exit_code"`
 	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
 	Annotations []Annotation      `json:"annotations"`
-	TriggeredBy string            `json:"triggered_by"`
+	// Groups are the run's ::group:: sections, in order: its timeline.
+	Groups      []Group `json:"groups"`
+	TriggeredBy string  `json:"triggered_by"`
 	// Node names the shiplog process that runs or ran the run (absent
 	// while it is queued).
 	Node       string     `json:"node,omitempty"`
@@ -92,6 +94,22 @@ type Annotation struct {
 	EndLine     int    `json:"end_line,omitempty"`
 	StartColumn int    `json:"start_column,omitempty"`
 	EndColumn   int    `json:"end_column,omitempty"`
+}
+
+// Group is a ::group:: section of a run's log.
+type Group struct {
+	Title   string     `json:"title"`
+	Line    int64      `json:"line"`               // its ::group:: line
+	EndLine int64      `json:"end_line,omitempty"` // its ::endgroup:: line; absent while open
+	Depth   int        `json:"depth"`              // how many groups it is in
+	Start   time.Time  `json:"start"`
+	End     *time.Time `json:"end,omitempty"`
+	// DurationMS is there once the group has ended.
+	DurationMS *int64 `json:"duration_ms,omitempty"`
+	// Outcome: running while open; the run's state if the run ended
+	// inside it; failed if an ::error:: was printed inside it; else
+	// succeeded.
+	Outcome State `json:"outcome"`
 }
 
 // Log is the size of a finished run's log.

@@ -111,6 +111,36 @@ func (r *Runner) onCommand(t *task, c Command, line int64) {
 			return
 		}
 		t.run.Annotations = append(t.run.Annotations, annotation(c, line))
+	case "group":
+		if len(t.run.Groups) >= maxGroups {
+			t.groupsSkipped++ // its endgroup must not close another
+			r.mu.Unlock()
+			return
+		}
+		depth := 0
+		for _, g := range t.run.Groups {
+			if g.EndLine == 0 {
+				depth++
+			}
+		}
+		t.run.Groups = append(t.run.Groups, Group{Title: clip(c.Value, maxTitleBytes), Line: line, Depth: depth, Start: recordTime()})
+	case "endgroup":
+		if t.groupsSkipped > 0 {
+			t.groupsSkipped--
+			r.mu.Unlock()
+			return
+		}
+		closed := false
+		for i := len(t.run.Groups) - 1; i >= 0 && !closed; i-- {
+			if g := &t.run.Groups[i]; g.EndLine == 0 {
+				now := recordTime()
+				g.EndLine, g.End, closed = line, &now, true
+			}
+		}
+		if !closed {
+			r.mu.Unlock()
+			return // no group open
+		}
 	default:
 		r.mu.Unlock()
 		return
@@ -148,6 +178,7 @@ func annotation(c Command, line int64) Annotation {
 // the engine's message size: the whole line is in the log.
 const (
 	maxAnnotations = 200
+	maxGroups      = 200
 	maxNoteBytes   = 2 << 10
 	maxTitleBytes  = 200
 )

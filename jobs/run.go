@@ -100,6 +100,17 @@ type Wait struct {
 	HolderSince *time.Time `json:"holder_since,omitempty"`
 }
 
+// Group is a ::group:: of a run's log: its title, the lines it spans and
+// when it began and ended, for the run's timeline.
+type Group struct {
+	Title   string     `json:"title"`
+	Line    int64      `json:"line"`               // its ::group:: line
+	EndLine int64      `json:"end_line,omitempty"` // its ::endgroup:: line; 0 while open
+	Depth   int        `json:"depth,omitempty"`    // how many groups it is in
+	Start   time.Time  `json:"start"`
+	End     *time.Time `json:"end,omitempty"`
+}
+
 // Run is the record of one execution of a job.
 type Run struct {
 	ID          int64             `json:"id"`
@@ -110,6 +121,7 @@ type Run struct {
 	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
 	Progress    *Progress         `json:"progress"`
 	Annotations []Annotation      `json:"annotations"`
+	Groups      []Group           `json:"groups,omitempty"`
 	TriggeredBy string            `json:"triggered_by"`
 	RerunOf     int64             `json:"rerun_of,omitempty"`
 	QueuedAt    time.Time         `json:"queued_at"`
@@ -122,6 +134,24 @@ type Run struct {
 	LogLines    int64             `json:"-"`
 	LogCut      bool              `json:"-"` // cut at the job's max_log_size
 	PID         int               `json:"-"` // process group of a running run
+}
+
+// GroupOutcome is how group g of r went: running while open in a run that
+// runs; the run's own end if it ended inside it (failed, canceled, …);
+// failed if an ::error:: was printed inside it; succeeded otherwise.
+func (r *Run) GroupOutcome(g Group) State {
+	if g.EndLine == 0 {
+		if !r.State.Finished() {
+			return Running
+		}
+		return r.State
+	}
+	for _, a := range r.Annotations {
+		if a.Level == "error" && a.Line > g.Line && a.Line < g.EndLine {
+			return Failed
+		}
+	}
+	return Succeeded
 }
 
 // Duration is how long the run has been running, or ran.
@@ -143,6 +173,7 @@ func (r *Run) clone() *Run {
 		c.Params[k] = v
 	}
 	c.Annotations = append([]Annotation(nil), r.Annotations...)
+	c.Groups = append([]Group(nil), r.Groups...)
 	if r.Progress != nil {
 		p := *r.Progress
 		c.Progress = &p

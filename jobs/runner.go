@@ -85,25 +85,28 @@ type Runner struct {
 const keepRecent = 256
 
 type task struct {
-	run        *Run // guarded by Runner.mu
-	job        *Job
-	lock       string
-	stop       chan struct{} // closed to stop the run
-	stopOnce   sync.Once
-	reason     State // why stop was closed
-	ended      State // how it ended, once finish has begun; under Runner.mu
-	reasonMsg  string
-	grace      time.Duration // if set, caps the kill grace (set before stop is closed)
-	lw         *logWriter
-	persistMu  sync.Mutex    // orders store writes of this run
-	sealed     bool          // the final record is stored: no other write may follow; under persistMu
-	persisted  time.Time     // under Runner.mu
-	flushing   bool          // a store write of the latest progress is due; under Runner.mu
-	changed    chan struct{} // closed at the run's next change; nil until watched
-	lease      Lease         // the queue's lease on the run; under Runner.mu
-	dispatched bool          // it has a slot and is starting or running; under Runner.mu
-	watchdog   *watchdog     // the job's, while it runs; under Runner.mu
-	done       chan struct{} // closed once the run is settled: its lease needs no renewal
+	run       *Run // guarded by Runner.mu
+	job       *Job
+	lock      string
+	stop      chan struct{} // closed to stop the run
+	stopOnce  sync.Once
+	reason    State // why stop was closed
+	ended     State // how it ended, once finish has begun; under Runner.mu
+	reasonMsg string
+	grace     time.Duration // if set, caps the kill grace (set before stop is closed)
+	lw        *logWriter
+	// groupsSkipped counts open groups past maxGroups, so that their
+	// endgroups close none of those recorded.
+	groupsSkipped int
+	persistMu     sync.Mutex    // orders store writes of this run
+	sealed        bool          // the final record is stored: no other write may follow; under persistMu
+	persisted     time.Time     // under Runner.mu
+	flushing      bool          // a store write of the latest progress is due; under Runner.mu
+	changed       chan struct{} // closed at the run's next change; nil until watched
+	lease         Lease         // the queue's lease on the run; under Runner.mu
+	dispatched    bool          // it has a slot and is starting or running; under Runner.mu
+	watchdog      *watchdog     // the job's, while it runs; under Runner.mu
+	done          chan struct{} // closed once the run is settled: its lease needs no renewal
 }
 
 // NewRunner returns a runner for the jobs in cfg, recording runs in store.

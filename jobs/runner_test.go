@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -835,5 +836,66 @@ jobs:
 		if got := readLog(t, r, run.ID); got != tc.want {
 			t.Errorf("%s: log %q, want %q", tc.job, got, tc.want)
 		}
+	}
+}
+
+// A run records its ::group:: sections (##[group] too) as they open and
+// close: nested ones with their depth, each with its lines and times; one
+// with an ::error:: inside failed, one the run ended in takes the run's
+// end; past maxGroups the rest are left out without closing the wrong one.
+func TestRunRecordsItsGroups(t *testing.T) {
+	r, _ := testRunner(t, `
+jobs:
+  groups:
+    run: |
+      echo "::group::Build"
+      echo "compiling"
+      echo "::group::Tests"
+      echo "::error::one failed"
+      echo "::endgroup::"
+      echo "::endgroup::"
+      echo "##[group]Deploy"
+      echo "deploying"
+      exit 3
+  many:
+    run: |
+      echo "::group::outer"
+      i=0; while [ $i -lt 250 ]; do i=$((i+1)); echo "::group::g$i"; echo "::endgroup::"; done
+      echo "::endgroup::"
+`)
+	run := waitRun(t, r, trigger(t, r, "groups", nil).ID, finished)
+	type got struct {
+		Title            string
+		Line, End, Depth int64
+		Outcome          State
+		Ended            bool
+	}
+	var gs []got
+	for _, g := range run.Groups {
+		gs = append(gs, got{g.Title, g.Line, g.EndLine, int64(g.Depth), run.GroupOutcome(g), g.End != nil})
+		if g.End != nil && g.End.Before(g.Start) || g.Start.Before(*run.StartedAt) {
+			t.Errorf("group %q: times %v to %v, run started %v", g.Title, g.Start, g.End, run.StartedAt)
+		}
+	}
+	want := []got{
+		{"Build", 1, 6, 0, Failed, true},
+		{"Tests", 3, 5, 1, Failed, true},
+		{"Deploy", 7, 0, 0, Failed, false}, // the run failed inside it
+	}
+	if !slices.Equal(gs, want) {
+		t.Fatalf("groups\n got %+v\nwant %+v", gs, want)
+	}
+	// The record keeps them: read back from the store.
+	stored, err := r.Get(context.Background(), run.ID)
+	if err != nil || len(stored.Groups) != 3 || stored.Groups[1].Title != "Tests" || stored.Groups[1].EndLine != 5 {
+		t.Fatalf("stored groups %+v (%v)", stored.Groups, err)
+	}
+
+	many := waitRun(t, r, trigger(t, r, "many", nil).ID, finished)
+	if len(many.Groups) != maxGroups {
+		t.Fatalf("%d groups kept, want %d", len(many.Groups), maxGroups)
+	}
+	if outer := many.Groups[0]; outer.Title != "outer" || outer.EndLine != 502 {
+		t.Errorf("the outer group closed at line %d, want 502 (its own endgroup)", outer.EndLine)
 	}
 }

@@ -622,8 +622,9 @@
       const up = () => { if (this.retrying) { this.retrying = false; this.retries = 0; this.schedule(); } };
       es.addEventListener('open', up);
       es.addEventListener('shutdown', () => { this.retrying = true; this.schedule(); });
-      es.addEventListener('status', () => statusChanged());
-      es.addEventListener('end', () => {
+      es.addEventListener('status', (e) => { this.takeRun(e.data); statusChanged(); });
+      es.addEventListener('end', (e) => {
+        this.takeRun(e.data);
         es.close();
         this.finished = true;
         this.root.dataset.finished = 'true';
@@ -650,6 +651,16 @@
           })
           .catch(() => this.retryLater(es));
       };
+    }
+
+    // takeRun reads what the log view uses of the run's JSON: its groups'
+    // durations, by their ::group:: line.
+    takeRun(data) {
+      try {
+        const run = JSON.parse(data);
+        this.groupInfo = new Map((run.groups || []).map((g) => [g.line, g]));
+        this.schedule();
+      } catch { /* not the run */ }
     }
 
     // retryLater connects again after a wait that grows with each failure
@@ -994,7 +1005,10 @@
           // A group's header is a button (keyboard and screen readers), with
           // how many lines the group holds so far.
           const n = this.gLines[i] || 0;
-          text = `<button type="button" class="gt" aria-expanded="${!this.closed.has(i)}">${text}<span class="gmeta">${n.toLocaleString()} line${n === 1 ? '' : 's'}</span></button>`;
+          // and how long it took, from the run's record (its groups).
+          const g = this.groupInfo && this.groupInfo.get(num);
+          const took = g && g.duration_ms != null ? ` · ${fmtDur(g.duration_ms)}` : '';
+          text = `<button type="button" class="gt" aria-expanded="${!this.closed.has(i)}">${text}<span class="gmeta">${n.toLocaleString()} line${n === 1 ? '' : 's'}${took}</span></button>`;
         }
         parts.push([`L${num}`, `<div class="${cls}" id="L${num}" data-i="${i}"><a class="n" href="#L${num}" tabindex="-1">${num}</a>${ts}${text}</div>`]);
       }

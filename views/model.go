@@ -47,6 +47,20 @@ type Run struct {
 	RerunOf     int64
 	// Waiting says what a queued run waits for ("" when not queued).
 	Waiting string
+	// Timeline is a bar per ::group::, on the run's time axis.
+	Timeline []Span
+}
+
+// Span is one group on a run's timeline: X and W place its bar on an axis
+// of 1000 from the run's start to its end (or now).
+type Span struct {
+	Title    string
+	Line     int64
+	Depth    int
+	Outcome  string // a run state: running, succeeded, failed, …
+	X, W     float64
+	Duration string
+	Open     bool // not ended yet
 }
 
 // Job is one row of the dashboard.
