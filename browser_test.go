@@ -156,6 +156,28 @@ jobs:
       echo "::error::printed, not an annotation"
       echo "::tok::"
       echo "after"
+  pull:
+    description: Redraws its progress in place, as docker compose does
+    run: |
+      echo "::group::Pull images"
+      for n in web db cache; do printf '%-6s \033[33mwaiting\033[0m\n' $n; done
+      for p in 25 50 75 100; do
+        printf '\033[3A'
+        for n in web db cache; do
+          bar=$(printf '%*s' $((p / 5)) '' | tr ' ' '#')
+          printf '\r\033[2K%-6s \033[36m%3d%%\033[0m [%-20s]\n' $n $p "$bar"
+        done
+        sleep 0.05
+      done
+      echo "::endgroup::"
+      echo "::group::Start services"
+      for n in web db cache; do printf '\033[32m✔\033[0m Container %-6s \033[2mStarted\033[0m\n' $n; sleep 0.05; done
+      echo "::endgroup::"
+      echo "::group::Smoke test"
+      printf 'GET https://staging.example.com/healthz \033[1;32m200 OK\033[0m\n'
+      echo "::warning title=latency::p99 420 ms, over the 300 ms budget"
+      echo "::endgroup::"
+      printf '\033[1mdeployed\033[0m: see https://staging.example.com\n'
   numbers:
     params: [{name: N, default: "500"}]
     run: |
@@ -507,18 +529,24 @@ func TestBrowserScreenshots(t *testing.T) {
 	s.release(done.ID)
 	s.waitRun(done.ID, isFinished)
 	s.waitRun(s.trigger("numbers", map[string]string{"N": "40"}).ID, isFinished)
+	pulled := s.trigger("pull", nil)
+	s.waitRun(pulled.ID, isFinished)
 	live := s.trigger("deploy", map[string]string{"ENV": "staging", "VERSION": "v1.5.0"})
 	s.waitRun(live.ID, isWaiting)
 	pages := []struct{ name, path, ready string }{
 		{"dashboard", "/", `document.querySelector('[data-testid=active-run]') !== null`},
 		{"job", "/jobs/deploy", `document.querySelector('[data-testid=chart]') !== null`},
 		{"run", fmt.Sprintf("/runs/%d", done.ID), logHas("released")},
+		// A redrawing job, with its timeline open.
+		{"terminal", fmt.Sprintf("/runs/%d", pulled.ID), logHas("deployed: see https://staging.example.com") +
+			` && (document.getElementById('timeline').open = true)`},
 	}
 	for _, scheme := range []string{"light", "dark"} {
 		if scheme == "dark" {
 			// The dark run page shows line times too.
 			must(t, ctx, chromedp.Evaluate(`localStorage.setItem('shiplog.times', '1')`, nil))
 			pages[2].ready += ` && document.querySelector('.log-view .l .ts time') !== null`
+			pages[3].ready += ` && document.querySelector('.log-view .l .ts time') !== null`
 		}
 		for _, p := range pages {
 			var png []byte

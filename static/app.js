@@ -792,7 +792,11 @@
         const k = this.kinds[i], n = this.first + i;
         if (k === K_PLAIN || k === K_MARK) {
           sc.line(n, this.lines[i]);
-          if (!this.ownsRow(i)) this.rowless++;
+          if (!this.ownsRow(i)) {
+            // Not shown: its groups count the rows they show.
+            this.rowless++;
+            for (let p = this.parent[i]; p >= 0; p = this.parent[p]) this.gLines[p]--;
+          }
         } else sc.block(n, k, this.lines[i]);
       }
       this.partialRows = 0;
