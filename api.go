@@ -34,6 +34,13 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 	for _, a := range r.Annotations {
 		out.Annotations = append(out.Annotations, api.Annotation(a))
 	}
+	if r.OpenGate() != nil {
+		out.State = api.Waiting
+	}
+	out.Gates = make([]api.Gate, 0, len(r.Gates))
+	for _, g := range r.Gates {
+		out.Gates = append(out.Gates, toGateJSON(g))
+	}
 	out.Groups = make([]api.Group, 0, len(r.Groups))
 	for _, g := range r.Groups {
 		ag := api.Group{Title: g.Title, Line: g.Line, EndLine: g.EndLine, Depth: g.Depth, Start: g.Start, End: g.End, Outcome: api.State(r.GroupOutcome(g))}

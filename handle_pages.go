@@ -40,6 +40,7 @@ func (s *server) pageRoutes(e *echo.Echo) {
 	get(e, "/runs/:id", s.showRun)
 	e.POST("/runs/:id/cancel", s.cancelRunForm, formLimit)
 	e.POST("/runs/:id/rerun", s.rerunRunForm, formLimit)
+	e.POST("/runs/:id/gate", s.answerGateForm, formLimit)
 	get(e, static.Prefix+"*", echo.WrapHandler(static.Handler()))
 	get(e, "/signin", s.showSignIn)
 	e.POST("/signin", s.signIn, formLimit)

@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exitFor(cliJobs(ctx, args, stdout, stderr))
 	case "cancel":
 		return exitFor(cliCancel(ctx, args, stdout, stderr))
+	case "approve", "reject":
+		return exitFor(cliDecide(ctx, cmd, args, stdout, stderr))
+	case "gate":
+		return cliGate(ctx, args, stdout, stderr)
 	case "token":
 		return cliToken(args, stdout, stderr)
 	case "help":
@@ -84,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // clientCommands are the commands that talk to a server.
-var clientCommands = map[string]bool{"run": true, "status": true, "logs": true, "jobs": true, "cancel": true}
+var clientCommands = map[string]bool{"run": true, "status": true, "logs": true, "jobs": true, "cancel": true, "approve": true, "reject": true}
 
 // leadingClientFlags reads "shiplog --server URL run JOB": client flags put
 // before the command. It returns the command and its arguments with those
@@ -135,6 +139,12 @@ Client (server from --server or SHIPLOG_SERVER, default http://127.0.0.1:8080):
   shiplog logs RUN [-f]                          print the log; -f follows it
   shiplog jobs                                   list jobs and their last run
   shiplog cancel RUN                             cancel a queued or running run
+  shiplog approve RUN [--reason WHY]             answer the gate a run waits at: yes
+  shiplog reject RUN [--reason WHY]              answer the gate a run waits at: no
+
+In a job's script:
+  shiplog gate "QUESTION" [--timeout 30m]        wait for a person to approve; exits 0 approved,
+                                                 1 rejected, 2 timed out, 3 the run ended
   shiplog token NAME [--role deployer]           make a token; prints it and the config line to add
 
 Exit codes: 0 succeeded; the job's exit code when it failed; 64 usage;

@@ -100,7 +100,7 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 	n.closers = append(n.closers, n.partials.Close)
 	n.shipper = n.eng.Shipper(n.shipCtx, func(id int64) string { return n.runner.LogPath(id) }) //nolint:contextcheck // shipCtx is ctx without its cancel: shipping outlasts the signal to stop
 	n.runner = jobs.NewRunner(jobCfg, n.store, jobs.RunnerOptions{
-		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace,
+		LogDir: logDir, Logger: log, ShutdownGrace: cfg.ShutdownGrace, ToolDir: toolDir(cfg.DataDir, log),
 		Queue: engineQueue{n.eng}, Zone: n.zone, Node: n.name, Lease: n.eng.LeaseTime(), SealLog: n.eng.SealLog,
 		OnLogGrew: n.shipper.Grew,
 		OnPartial: func(id, at int64, text []byte) {
@@ -178,4 +178,29 @@ func (n *node) close() {
 		n.closers[i]()
 	}
 	n.closers = nil
+}
+
+// toolDir makes DATA/bin/shiplog, this very binary, for jobs to call
+// (`shiplog gate`): the runner puts the directory first on their PATH, so
+// it works from `go run .` too. "" if this binary cannot be found.
+func toolDir(dataDir string, log *slog.Logger) string {
+	self, err := os.Executable()
+	if err == nil {
+		self, err = filepath.EvalSymlinks(self)
+	}
+	if err != nil {
+		log.Warn("jobs cannot call shiplog (shiplog gate): this binary is not found", "err", err)
+		return ""
+	}
+	dir := filepath.Join(dataDir, "bin")
+	link := filepath.Join(dir, "shiplog")
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		_ = os.Remove(link) // a binary moved since the last start
+		err = os.Symlink(self, link)
+	}
+	if err != nil {
+		log.Warn("jobs cannot call shiplog (shiplog gate)", "err", err)
+		return ""
+	}
+	return dir
 }

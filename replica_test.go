@@ -34,6 +34,10 @@ jobs:
       seq 1 100000
   quick:
     run: echo "$SHIPLOG_RUN_ID"
+  gated:
+    run: |
+      shiplog gate "Ship it?" --timeout 1m
+      echo "gate said $?"
   prompt:
     run: |
       printf 'start\nPassword: '
@@ -427,5 +431,22 @@ func TestReplicaShowsTheUnfinishedLine(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// A run waiting at a gate on node A is answered through replica B: B
+// shows it waiting, and its answer reaches the script on A.
+func TestGateAnsweredThroughAReplica(t *testing.T) {
+	a, rs, _ := startCluster(t, 1)
+	b := rs[0]
+	run := a.trigger("gated", nil)
+	b.waitRun(run.ID, func(r *api.Run) bool { return r.State == api.Waiting })
+	code, _, body := b.do("POST", fmt.Sprintf("/api/runs/%d/gate", run.ID), `{"decision":"reject","reason":"from B"}`, "Content-Type", "application/json")
+	if code != http.StatusOK {
+		t.Fatalf("answer through B: %d %s", code, body)
+	}
+	done := a.waitRun(run.ID, isFinished)
+	if g := done.Gates[0]; g.Decision != "rejected" || g.Reason != "from B" || !bytes.Contains(a.logFile(run.ID), []byte("gate said 1\n")) {
+		t.Fatalf("gate %+v, log %q", g, a.logFile(run.ID))
 	}
 }

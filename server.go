@@ -79,6 +79,7 @@ func (s *server) routes() http.Handler {
 	get(api, "/runs/:id", s.getRun)
 	api.POST("/runs/:id/cancel", s.cancelRun, json...)
 	api.POST("/runs/:id/rerun", s.rerunRun, json...)
+	api.POST("/runs/:id/gate", s.answerGate, json...)
 	get(api, "/runs/:id/events", s.streamRunEvents)
 	get(api, "/runs/:id/log", s.getRunLog)
 	get(api, "/runs/:id/search", s.searchRunLog)
@@ -124,8 +125,10 @@ func errorStatus(err error) (status int, msg, field string) {
 		return http.StatusBadRequest, pe.Error(), pe.Field
 	case errors.Is(err, jobs.ErrUnknownJob), errors.Is(err, jobs.ErrNotFound):
 		return http.StatusNotFound, err.Error(), ""
-	case errors.Is(err, jobs.ErrFinished):
+	case errors.Is(err, jobs.ErrFinished), errors.Is(err, jobs.ErrNoGate):
 		return http.StatusConflict, err.Error(), ""
+	case errors.Is(err, jobs.ErrFourEyes):
+		return http.StatusForbidden, err.Error(), ""
 	case errors.Is(err, jobs.ErrNoSpace):
 		return http.StatusInsufficientStorage, err.Error(), ""
 	case errors.Is(err, jobs.ErrShuttingDown), errors.Is(err, jobs.ErrNoRunner), errors.Is(err, streams.ErrClosed),

@@ -205,6 +205,22 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*Run, error) {
 	return &run, decode(resp, &run)
 }
 
+// Decide answers the gate run id waits at: decision is "approve" or
+// "reject"; reason is recorded with it.
+func (c *Client) Decide(ctx context.Context, id int64, decision, reason string) (*Run, error) {
+	body, err := json.Marshal(GateAnswer{Decision: decision, Reason: reason})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(ctx, http.MethodPost, runPath(id)+"/gate", bytes.NewReader(body), http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var run Run
+	return &run, decode(resp, &run)
+}
+
 // Log returns run id's log as it is now; with stamped, each line starts
 // with when it arrived. The caller closes it.
 func (c *Client) Log(ctx context.Context, id int64, stamped bool) (io.ReadCloser, error) {

@@ -17,8 +17,10 @@ type State string
 
 // The states of a run. Only Queued and Running are not final.
 const (
-	Queued      State = "queued"
-	Running     State = "running"
+	Queued  State = "queued"
+	Running State = "running"
+	// Waiting is a running run stopped at a gate until someone answers.
+	Waiting     State = "waiting"
 	Succeeded   State = "succeeded"
 	Failed      State = "failed"
 	Canceled    State = "canceled"
@@ -27,7 +29,7 @@ const (
 )
 
 // Finished reports whether the state is final.
-func (s State) Finished() bool { return s != Queued && s != Running }
+func (s State) Finished() bool { return s != Queued && s != Running && s != Waiting }
 
 // Run is a run of a job (GET /api/runs/{id}).
 type Run struct {
@@ -38,6 +40,9 @@ type Run struct {
 	ExitCode    *int              `json:"exit_code"`
 	Error       string            `json:"error,omitempty"` // why it failed, when not the command's own doing
 	Annotations []Annotation      `json:"annotations"`
+	// Gates are the questions the run's script stopped at (shiplog gate),
+	// in order; while the last is open the run is waiting.
+	Gates []Gate `json:"gates"`
 	// Groups are the run's ::group:: sections, in order: its timeline.
 	Groups      []Group `json:"groups"`
 	TriggeredBy string  `json:"triggered_by"`
@@ -94,6 +99,31 @@ type Annotation struct {
 	EndLine     int    `json:"end_line,omitempty"`
 	StartColumn int    `json:"start_column,omitempty"`
 	EndColumn   int    `json:"end_column,omitempty"`
+}
+
+// Gate is a question a run's script asked, and its answer once given.
+type Gate struct {
+	ID       int       `json:"id"`
+	Question string    `json:"question"`
+	AskedAt  time.Time `json:"asked_at"`
+	Deadline time.Time `json:"deadline"`
+	Line     int64     `json:"line"` // log lines before it
+	// Who may answer: these names, or (none listed) whoever may run the
+	// job; with FourEyes, not the person who triggered the run.
+	Approvers []string `json:"approvers,omitempty"`
+	FourEyes  bool     `json:"four_eyes,omitempty"`
+	// Decision is approved, rejected, timed_out or ended (the run ended
+	// while it waited); absent while open.
+	Decision  string     `json:"decision,omitempty"`
+	By        string     `json:"by,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+}
+
+// GateAnswer is the body of POST /api/runs/{id}/gate.
+type GateAnswer struct {
+	Decision string `json:"decision"` // approve or reject
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Group is a ::group:: section of a run's log.

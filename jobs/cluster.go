@@ -52,6 +52,57 @@ func stale(err error) bool {
 // cancelSubject is where the runner running run id takes its cancel.
 func cancelSubject(id int64) string { return "shiplog.run." + strconv.FormatInt(id, 10) + ".cancel" }
 
+func decideSubject(id int64) string { return "shiplog.run." + strconv.FormatInt(id, 10) + ".decide" }
+
+// gateDecision is an answer to a gate, sent to the node running the run.
+type gateDecision struct {
+	Gate     int      `json:"gate"`
+	Decision Decision `json:"decision"`
+	By       string   `json:"by"`
+	Reason   string   `json:"reason"`
+}
+
+// serveDecide takes answers to the gates of run id, which this runner
+// runs, from other nodes.
+func (r *Runner) serveDecide(ctx context.Context, id int64) {
+	err := r.opts.Queue.Handle(ctx, decideSubject(id), func(ctx context.Context, req []byte) []byte {
+		var (
+			d     gateDecision
+			reply actionReply
+		)
+		if err := json.Unmarshal(req, &d); err != nil {
+			reply.Error = encodeActionError(err)
+		} else if err := r.decideHere(id, d.Gate, d.Decision, d.By, d.Reason); err != nil {
+			reply.Error = encodeActionError(err)
+		}
+		out, _ := json.Marshal(reply) // nothing in it fails to encode
+		return out
+	})
+	if err != nil {
+		r.log.Warn("take gate answers of a run from other nodes", "run_id", id, "err", err)
+	}
+}
+
+// decideThere sends an answer to the node running run.
+func (r *Runner) decideThere(ctx context.Context, run *Run, d gateDecision) error {
+	if run.OpenGate() == nil {
+		return fmt.Errorf("%w: #%d waits at no gate", ErrNoGate, run.ID)
+	}
+	req, _ := json.Marshal(d) // nothing in it fails to encode
+	out, err := r.opts.Queue.Request(ctx, decideSubject(run.ID), req)
+	if err != nil {
+		return fmt.Errorf("%w: #%d runs on %s, which does not answer (%w)", ErrNoRunner, run.ID, cmp.Or(run.Node, "another node"), err)
+	}
+	var reply actionReply
+	if err := json.Unmarshal(out, &reply); err != nil {
+		return fmt.Errorf("the runner's answer: %w", err)
+	}
+	if reply.Error != nil {
+		return reply.Error.err()
+	}
+	return nil
+}
+
 type actionReply struct {
 	Error *actionError `json:"error,omitempty"`
 }
@@ -73,6 +124,8 @@ var errKinds = []struct {
 	{"finished", ErrFinished},
 	{"no_space", ErrNoSpace},
 	{"shutting_down", ErrShuttingDown},
+	{"no_gate", ErrNoGate},
+	{"four_eyes", ErrFourEyes},
 }
 
 func encodeActionError(err error) *actionError {

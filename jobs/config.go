@@ -65,6 +65,10 @@ type Job struct {
 	// TTY runs the job in a pseudo-terminal of this size (tty: true); the
 	// default is a pipe.
 	TTY TTY
+	// Approvers may answer the job's gates; when empty, whoever may run
+	// the job. FourEyes forbids the person who triggered the run.
+	Approvers []string
+	FourEyes  bool
 }
 
 // Secret is a value a job needs but no log may show, read when the config
@@ -120,6 +124,8 @@ type fileJob struct {
 	Secrets     []fileSecret      `yaml:"secrets"`
 	MaxLogSize  string            `yaml:"max_log_size"`
 	TTY         TTY               `yaml:"tty"`
+	Approvers   []string          `yaml:"approvers"`
+	FourEyes    bool              `yaml:"four_eyes"`
 }
 
 type fileSecret struct {
@@ -324,6 +330,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		j.MaxLogSize = n
 	}
 	j.TTY = fj.TTY
+	j.Approvers, j.FourEyes = fj.Approvers, fj.FourEyes
 	for i, sec := range fj.Secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
 		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
@@ -370,7 +377,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true,
+	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true, "approvers": true, "four_eyes": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

@@ -41,10 +41,18 @@ func (r *Runner) finish(t *task, o outcome, held bool) {
 	r.mu.Lock()
 	snap := t.run.clone()
 	t.ended = o.state
+	decided, timer := t.gateDecided, t.gateTimer
+	t.gateDecided, t.gateTimer = nil, nil
 	r.mu.Unlock()
 	// The final record is shown to no one before it is durable: a reader
 	// who sees the run finished finds it so in the store too.
 	final(snap, o, now)
+	if timer != nil {
+		timer.Stop()
+	}
+	if decided != nil && len(snap.Gates) > 0 {
+		decided <- snap.Gates[len(snap.Gates)-1] // the gate the run ended at
+	}
 	if snap.StartedAt == nil && held {
 		snap.StartedAt = &now
 	}
@@ -117,6 +125,7 @@ func (r *Runner) sealElsewhere(ctx context.Context, run *Run) {
 // final makes run its final record for outcome o at now.
 func final(run *Run, o outcome, now time.Time) {
 	run.State, run.ExitCode, run.Error, run.FinishedAt, run.PID = o.state, o.exit, o.msg, &now, 0
+	endGates(run, now)
 }
 
 // observe tells the observers (streams ending, metrics; webhooks to come)

@@ -42,8 +42,13 @@ type logWriter struct {
 	// (empty once the line is whole). text is valid during the call only.
 	onPartial func(at int64, text []byte)
 	now       func() time.Time
-	onFlush   func() // after each write to the log
-	stopped   string // the ::stop-commands:: token while commands are off
+	onFlush   func()   // after each write to the log
+	stopped   string   // the ::stop-commands:: token while commands are off
+	notes     []string // lines of shiplog's own waiting for the job's line to end
+
+	// wmu serialises writing: the job's output, and lines of shiplog's
+	// own interjected from other goroutines (Interject).
+	wmu sync.Mutex
 
 	mu       sync.Mutex // guards the counters read by other goroutines
 	bytes    int64
@@ -177,6 +182,8 @@ func containsString(list []string, s string) bool {
 // error is kept (see Err) and later output is discarded so the job can be
 // stopped cleanly.
 func (w *logWriter) Write(p []byte) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
 	if w.cut {
 		return
 	}
@@ -201,6 +208,7 @@ func (w *logWriter) Write(p []byte) {
 			}
 			w.line(w.pending, false)
 			w.pending = w.pending[:0]
+			w.emitNotes()
 		} else {
 			l := p[:i]
 			for len(l) > logfile.MaxLineBytes {
@@ -268,13 +276,65 @@ func (w *logWriter) secretPrefixAtEnd(b []byte) int {
 	return hold
 }
 
+// Interject adds a line of shiplog's own (a gate asked or answered) to
+// the log between the job's lines: now, or after the line the job is in
+// the middle of, so that no line of the job's is split.
+func (w *logWriter) Interject(line string) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.cut {
+		return
+	}
+	if len(w.pending) > 0 {
+		w.notes = append(w.notes, line)
+		return
+	}
+	w.out = w.out[:0]
+	w.line([]byte(line), false)
+	w.flush()
+}
+
+// emitNotes adds the interjected lines that waited for the job's line.
+func (w *logWriter) emitNotes() {
+	for _, n := range w.notes {
+		w.line([]byte(n), false)
+	}
+	w.notes = nil
+}
+
+// LinesNow is how many lines the log has once the write under way, if
+// any, is done.
+func (w *logWriter) LinesNow() int64 {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_, lines := w.Counts()
+	return lines
+}
+
+// mask is s with the run's masks applied.
+func (w *logWriter) mask(s string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.replacer == nil || len(w.masks) == 0 {
+		return s
+	}
+	return w.replacer.Replace(s)
+}
+
 // Close writes a last line that had no newline.
 func (w *logWriter) Close() {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.close()
+}
+
+func (w *logWriter) close() {
 	w.out = w.out[:0]
 	if len(w.pending) > 0 {
 		w.line(w.pending, false)
 		w.pending = nil
 	}
+	w.emitNotes()
 	w.flush()
 	if w.partial != nil {
 		_ = w.partial.Truncate(0) // the log has it now
@@ -289,7 +349,9 @@ func (w *logWriter) Close() {
 // (logfile.Note) after the job's last line; none after a cut log, which
 // ends with its cut marker.
 func (w *logWriter) Note(line string) {
-	w.Close()
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.close()
 	if w.cut {
 		return
 	}

@@ -34,6 +34,17 @@ func (r *Runner) commandEnv(t *task) []string {
 	for k, v := range t.run.Params {
 		env = append(env, k+"="+v)
 	}
+	if r.opts.ToolDir != "" {
+		// shiplog itself, for `shiplog gate`, ahead of whatever PATH says.
+		path := "/usr/local/bin:/usr/bin:/bin"
+		for i := len(env) - 1; i >= 0; i-- {
+			if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
+				path = v
+				break
+			}
+		}
+		env = append(env, "PATH="+r.opts.ToolDir+string(os.PathListSeparator)+path)
+	}
 	return append(env,
 		"SHIPLOG_RUN_ID="+strconv.FormatInt(t.run.ID, 10),
 		"SHIPLOG_JOB="+t.job.Name,
@@ -49,6 +60,7 @@ func (r *Runner) execute(t *task) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	r.serveCancel(ctx, t.run.ID)
+	r.serveDecide(ctx, t.run.ID)
 	if !r.claim(t, log) {
 		return
 	}
@@ -129,6 +141,13 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	cmd := exec.Command("/bin/sh", "-c", t.job.Run) //nolint:noctx // see above
 	cmd.Dir = t.job.Dir
 	cmd.Env = r.commandEnv(t)
+	// Its gates: `shiplog gate` in the script asks through this socket.
+	gates, err := newGateServer()
+	if err != nil {
+		return outcome{state: Failed, msg: err.Error()}
+	}
+	defer gates.ln.Close()
+	cmd.Env = append(cmd.Env, gates.env()...)
 	var pr, pw *os.File
 	if tty := t.job.TTY; tty.On() {
 		if pr, pw, err = openPTY(tty); err != nil {
@@ -167,7 +186,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 		log.Warn("running the job without a watchdog", "err", err)
 	}
 
-	masks := append([]string(nil), r.opts.Secrets...)
+	masks := append([]string{gates.token}, r.opts.Secrets...)
 	for _, sec := range t.job.Secrets {
 		masks = append(masks, sec.Value)
 	}
@@ -198,6 +217,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	}
 	r.mu.Lock()
 	t.lw = lw
+	t.out = pr
 	t.watchdog = wd
 	t.run.PID = pgid
 	r.notify(t)
@@ -206,6 +226,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	r.persist(t, snap)
 	r.kick() // the runs waiting for its lock can say since when
 	log.Info("run started", "pid", pgid)
+	go r.serveGates(t, gates)
 
 	readDone := make(chan struct{})
 	go func() {

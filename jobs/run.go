@@ -122,6 +122,7 @@ type Run struct {
 	Progress    *Progress         `json:"progress"`
 	Annotations []Annotation      `json:"annotations"`
 	Groups      []Group           `json:"groups,omitempty"`
+	Gates       []Gate            `json:"gates,omitempty"` // the last may be open (see OpenGate)
 	TriggeredBy string            `json:"triggered_by"`
 	RerunOf     int64             `json:"rerun_of,omitempty"`
 	QueuedAt    time.Time         `json:"queued_at"`
@@ -174,6 +175,7 @@ func (r *Run) clone() *Run {
 	}
 	c.Annotations = append([]Annotation(nil), r.Annotations...)
 	c.Groups = append([]Group(nil), r.Groups...)
+	c.Gates = append([]Gate(nil), r.Gates...)
 	if r.Progress != nil {
 		p := *r.Progress
 		c.Progress = &p

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,6 +39,9 @@ type RunnerOptions struct {
 	OnPruned func(ids []int64)
 	// OnFinish is called with each run that finished in this process.
 	OnFinish func(run *Run)
+	// ToolDir holds a `shiplog` jobs may call (shiplog gate): it goes
+	// first on their PATH. Empty: none.
+	ToolDir string
 	// Secrets are values masked in every log.
 	Secrets []string
 	// Queue is the cluster's queue of runs (required).
@@ -98,15 +102,19 @@ type task struct {
 	// groupsSkipped counts open groups past maxGroups, so that their
 	// endgroups close none of those recorded.
 	groupsSkipped int
-	persistMu     sync.Mutex    // orders store writes of this run
-	sealed        bool          // the final record is stored: no other write may follow; under persistMu
-	persisted     time.Time     // under Runner.mu
-	flushing      bool          // a store write of the latest progress is due; under Runner.mu
-	changed       chan struct{} // closed at the run's next change; nil until watched
-	lease         Lease         // the queue's lease on the run; under Runner.mu
-	dispatched    bool          // it has a slot and is starting or running; under Runner.mu
-	watchdog      *watchdog     // the job's, while it runs; under Runner.mu
-	done          chan struct{} // closed once the run is settled: its lease needs no renewal
+	out           *os.File // what the runner reads the job's output from
+	// While a gate is open: who waits for its answer, and its timeout.
+	gateDecided chan<- Gate
+	gateTimer   *time.Timer
+	persistMu   sync.Mutex    // orders store writes of this run
+	sealed      bool          // the final record is stored: no other write may follow; under persistMu
+	persisted   time.Time     // under Runner.mu
+	flushing    bool          // a store write of the latest progress is due; under Runner.mu
+	changed     chan struct{} // closed at the run's next change; nil until watched
+	lease       Lease         // the queue's lease on the run; under Runner.mu
+	dispatched  bool          // it has a slot and is starting or running; under Runner.mu
+	watchdog    *watchdog     // the job's, while it runs; under Runner.mu
+	done        chan struct{} // closed once the run is settled: its lease needs no renewal
 }
 
 // NewRunner returns a runner for the jobs in cfg, recording runs in store.

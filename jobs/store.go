@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
 	wait             TEXT    NOT NULL DEFAULT '',
 	lock             TEXT    NOT NULL DEFAULT '',
 	node             TEXT    NOT NULL DEFAULT '',
-	groups           TEXT    NOT NULL DEFAULT '[]'
+	groups           TEXT    NOT NULL DEFAULT '[]',
+	gates            TEXT    NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -83,7 +84,7 @@ func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
-	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''", "lock TEXT NOT NULL DEFAULT ''", "node TEXT NOT NULL DEFAULT ''", "groups TEXT NOT NULL DEFAULT '[]'"} {
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''", "lock TEXT NOT NULL DEFAULT ''", "node TEXT NOT NULL DEFAULT ''", "groups TEXT NOT NULL DEFAULT '[]'", "gates TEXT NOT NULL DEFAULT '[]'"} {
 		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
@@ -178,7 +179,7 @@ func (s *Store) sync(ctx context.Context) error {
 func (s *Store) Close() error { return s.db.Close() }
 
 const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
-	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, lock, node, groups`
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, lock, node, groups, gates`
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -287,10 +288,15 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode annotations: %w", err)
 	}
-	groups := []byte("[]")
+	groups, gates := []byte("[]"), []byte("[]")
 	if len(r.Groups) > 0 {
 		if groups, err = json.Marshal(r.Groups); err != nil {
 			return fmt.Errorf("encode groups: %w", err)
+		}
+	}
+	if len(r.Gates) > 0 {
+		if gates, err = json.Marshal(r.Gates); err != nil {
+			return fmt.Errorf("encode gates: %w", err)
 		}
 	}
 	var pct any
@@ -303,15 +309,15 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 		exit = *r.ExitCode
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET state=excluded.state, exit_code=excluded.exit_code, error=excluded.error,
 		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
 		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
 		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
-		lock=excluded.lock, node=excluded.node, groups=excluded.groups, rev=excluded.rev
+		lock=excluded.lock, node=excluded.node, groups=excluded.groups, gates=excluded.gates, rev=excluded.rev
 		WHERE excluded.rev >= runs.rev`,
 		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
-		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, r.Lock, r.Node, string(groups), rev)
+		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, r.Lock, r.Node, string(groups), string(gates), rev)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
@@ -334,13 +340,14 @@ func scanRun(sc scanner) (*Run, error) {
 	var (
 		r                 Run
 		params, ann, grp  string
+		gates             string
 		exit, pct         sql.NullInt64
 		msg               string
 		queued            int64
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
-		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &r.Lock, &r.Node, &grp)
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &r.Lock, &r.Node, &grp, &gates)
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +356,11 @@ func scanRun(sc scanner) (*Run, error) {
 	}
 	if err := json.Unmarshal([]byte(ann), &r.Annotations); err != nil {
 		return nil, fmt.Errorf("decode annotations of run %d: %w", r.ID, err)
+	}
+	if gates != "[]" {
+		if err := json.Unmarshal([]byte(gates), &r.Gates); err != nil {
+			return nil, fmt.Errorf("decode gates of run %d: %w", r.ID, err)
+		}
 	}
 	if grp != "[]" {
 		if err := json.Unmarshal([]byte(grp), &r.Groups); err != nil {
