@@ -117,5 +117,9 @@ func describeRun(r *api.Run) string {
 	if r.Wait != nil && r.State == api.Queued {
 		fmt.Fprintf(&b, " — %s", r.Wait.Describe(time.Now()))
 	}
+	if r.State == api.Waiting && len(r.Gates) > 0 {
+		g := r.Gates[len(r.Gates)-1]
+		fmt.Fprintf(&b, " — gate %d: %s (until %s; shiplog approve %d or shiplog reject %d)", g.ID, g.Question, g.Deadline.Local().Format("15:04:05"), r.ID, r.ID)
+	}
 	return b.String()
 }

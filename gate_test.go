@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/shiplog/shiplog/api"
 )
@@ -31,6 +35,11 @@ jobs:
       echo "gate said $?"
   no-question:
     run: shiplog gate ""; echo "gate said $?"
+  open-gate:
+    run: |
+      echo "staging is green"
+      shiplog gate "Deploy to production?" --timeout 5m
+      echo "gate said $?"
 `
 
 // A run stops at a gate, says so (waiting, the question, who may answer)
@@ -155,4 +164,40 @@ func exitCode(err error) int {
 // run2 runs the CLI as main does.
 func run2(ctx context.Context, args []string, stdout, stderr *strings.Builder) error {
 	return run(ctx, args, stdout, stderr)
+}
+
+// The run page of a run at a gate shows it waiting, the question, who may
+// answer and Approve and Reject; approving with a reason lets the script
+// go on, and the page then shows the answer where the gate stood.
+func TestBrowserGate(t *testing.T) {
+	s := startServer(t, gateJobs)
+	ctx := browser(t)
+	failOnScriptErrors(t, ctx)
+	run := s.trigger("open-gate", nil)
+	must(t, ctx,
+		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
+		until(`document.querySelector('#run-head [data-testid=state]').textContent === 'waiting'`),
+		until(`document.querySelector('[data-testid=gate-question]')?.textContent === 'Deploy to production?'`),
+		until(`[...document.querySelectorAll('.log-view .l .t')].some(e => e.textContent.startsWith('[shiplog: gate 1: Deploy to production? (waiting until '))`),
+		chromedp.SendKeys(`[data-testid=gate-reason]`, "tested on staging"),
+	)
+	if dir := os.Getenv("SHIPLOG_SCREENSHOTS"); dir != "" {
+		var png []byte
+		must(t, ctx, chromedp.CaptureScreenshot(&png))
+		if err := os.WriteFile(filepath.Join(dir, "gate-light.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, ctx, chromedp.Click(`[data-testid=approve]`))
+	afterNavigation(t, ctx, `document.querySelector('#run-head [data-testid=state]')?.textContent === 'succeeded'`)
+	must(t, ctx,
+		until(`document.querySelector('[data-testid=gate-past]')?.textContent.includes('approved by anonymous@127.0.0.1')`),
+		until(`document.querySelector('[data-testid=gate-past]').textContent.includes('tested on staging')`),
+		until(`!document.querySelector('[data-testid=gate]')`),
+		until(logHas("gate said 0")),
+	)
+	done := s.waitRun(run.ID, isFinished)
+	if g := done.Gates[0]; g.Decision != "approved" || g.Reason != "tested on staging" {
+		t.Fatalf("gate %+v", g)
+	}
 }

@@ -87,6 +87,15 @@ func toView(r *jobs.Run) views.Run {
 		v.Waiting = w.Describe(time.Now())
 	}
 	v.Timeline = timeline(r, time.Now())
+	for _, g := range r.Gates {
+		gv := views.GateView{ID: g.ID, Question: g.Question, AskedAt: g.AskedAt, Deadline: g.Deadline, Line: g.Line,
+			Who: gateWho(g), Decision: string(g.Decision), By: g.By, Reason: g.Reason, DecidedAt: g.DecidedAt}
+		v.Gates = append(v.Gates, gv)
+	}
+	if r.OpenGate() != nil {
+		v.State = "waiting"
+		v.Gate = &v.Gates[len(v.Gates)-1]
+	}
 	keys := make([]string, 0, len(r.Params))
 	for k := range r.Params {
 		keys = append(keys, k)
@@ -96,6 +105,18 @@ func toView(r *jobs.Run) views.Run {
 		v.Params = append(v.Params, views.KV{Key: k, Value: r.Params[k]})
 	}
 	return v
+}
+
+// gateWho says who may answer gate g.
+func gateWho(g jobs.Gate) string {
+	who := "whoever may run the job may answer"
+	if len(g.Approvers) > 0 {
+		who = strings.Join(g.Approvers, ", ") + " may answer"
+	}
+	if g.FourEyes {
+		who += ", not who triggered the run"
+	}
+	return who
 }
 
 // timeline places r's groups on its time axis, from its start to its end
@@ -411,6 +432,16 @@ func (s *server) showRun(c echo.Context) error {
 		return err
 	}
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
+	if g := run.OpenGate(); g != nil {
+		switch err := mayAnswer(c, run); {
+		case err != nil:
+			p.AnswerNote = "You may not answer this gate."
+		case g.FourEyes && triggeredBy(c) == run.TriggeredBy:
+			p.AnswerNote = "You triggered this run: someone else must answer (four eyes)."
+		default:
+			p.CanAnswer = true
+		}
+	}
 	if job, err := s.runner.Config().Job(run.Job); err == nil && job.TTY.On() {
 		p.TTYCols, p.TTYRows = job.TTY.Cols, job.TTY.Rows // the screen the job wrote to
 	}

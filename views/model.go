@@ -49,6 +49,24 @@ type Run struct {
 	Waiting string
 	// Timeline is a bar per ::group::, on the run's time axis.
 	Timeline []Span
+	// Gates are the questions its script stopped at; Gate is the one it
+	// waits at now (State is then "waiting").
+	Gates []GateView
+	Gate  *GateView
+}
+
+// GateView is a gate as the run page shows it.
+type GateView struct {
+	ID        int
+	Question  string
+	AskedAt   time.Time
+	Deadline  time.Time
+	Line      int64  // log lines before it
+	Who       string // who may answer, in words
+	Decision  string // "" while open
+	By        string
+	Reason    string
+	DecidedAt *time.Time
 }
 
 // Span is one group on a run's timeline: X and W place its bar on an axis
@@ -154,6 +172,10 @@ type RunPage struct {
 	// TTYCols and TTYRows are the size of the job's terminal (tty: true);
 	// 0 for a pipe.
 	TTYCols, TTYRows int
+	// CanAnswer: the viewer may answer the gate the run waits at; if not,
+	// AnswerNote may say why.
+	CanAnswer  bool
+	AnswerNote string
 }
 
 // ErrorPage is shown for a failed page request.
