@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -80,7 +81,7 @@ func TestGateStopsTheScriptUntilAnswered(t *testing.T) {
 	}
 	for who, want := range map[string]string{"bob": "four_eyes", "carol": "only alice, bob may answer"} {
 		_, err := as(who).Decide(ctx, run.ID, "approve", "")
-		if se, ok := err.(*api.StatusError); !ok || se.Status != http.StatusForbidden || !strings.Contains(se.Error(), want) {
+		if se, ok := errors.AsType[*api.StatusError](err); !ok || se.Status != http.StatusForbidden || !strings.Contains(se.Error(), want) {
 			t.Errorf("%s answering: %v, want 403 %q", who, err, want)
 		}
 	}
@@ -152,7 +153,7 @@ func TestGateStopsTheScriptUntilAnswered(t *testing.T) {
 
 // exitCode is the code the CLI exits with for err.
 func exitCode(err error) int {
-	if ee, ok := err.(*exitError); ok {
+	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
 	if err != nil {

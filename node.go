@@ -194,7 +194,7 @@ func toolDir(dataDir string, log *slog.Logger) string {
 	}
 	dir := filepath.Join(dataDir, "bin")
 	link := filepath.Join(dir, "shiplog")
-	if err := os.MkdirAll(dir, 0o755); err == nil {
+	if err = os.MkdirAll(dir, 0o755); err == nil {
 		_ = os.Remove(link) // a binary moved since the last start
 		err = os.Symlink(self, link)
 	}

@@ -72,7 +72,7 @@ func (r *Runner) serveDecide(ctx context.Context, id int64) {
 		)
 		if err := json.Unmarshal(req, &d); err != nil {
 			reply.Error = encodeActionError(err)
-		} else if err := r.decideHere(id, d.Gate, d.Decision, d.By, d.Reason); err != nil {
+		} else if err := r.decideHere(id, d.Gate, d.Decision, d.By, d.Reason); err != nil { //nolint:contextcheck // the answer is stored even if its request goes away
 			reply.Error = encodeActionError(err)
 		}
 		out, _ := json.Marshal(reply) // nothing in it fails to encode

@@ -132,13 +132,13 @@ func newGateServer() (*gateServer, error) {
 		return nil, err
 	}
 	addr := "@shiplog-gate-" + hex.EncodeToString(b[:8])
-	ln, err := net.Listen("unix", addr)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "unix", addr)
 	if err != nil {
 		return nil, fmt.Errorf("gate socket: %w", err)
 	}
 	var tok [24]byte
 	if _, err := rand.Read(tok[:]); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, err
 	}
 	return &gateServer{ln: ln, addr: addr, token: hex.EncodeToString(tok[:])}, nil
@@ -264,7 +264,7 @@ func (r *Runner) Decide(ctx context.Context, id int64, gate int, d Decision, by,
 	if !here {
 		return r.decideThere(ctx, run, gateDecision{Gate: gate, Decision: d, By: by, Reason: reason})
 	}
-	return r.decideHere(id, gate, d, by, reason)
+	return r.decideHere(id, gate, d, by, reason) //nolint:contextcheck // the answer is stored even if its request goes away
 }
 
 // decideHere ends gate gate (0: the open one) of run id, which runs here.

@@ -146,7 +146,7 @@ func (r *Runner) start(t *task, log *slog.Logger) outcome {
 	if err != nil {
 		return outcome{state: Failed, msg: err.Error()}
 	}
-	defer gates.ln.Close()
+	defer func() { _ = gates.ln.Close() }()
 	cmd.Env = append(cmd.Env, gates.env()...)
 	var pr, pw *os.File
 	if tty := t.job.TTY; tty.On() {

@@ -50,7 +50,7 @@ func TestScreen(t *testing.T) {
 		t.Skip("node not installed")
 	}
 	seq := func(s ...step) []step { return s }
-	cat := func(parts ...[]step) []step { return slices.Concat(parts...) }
+	cat := slices.Concat[[]step]
 	cases := []screenCase{
 		{Name: "plain lines", Steps: lines("one", "", "three"), want: []string{"1|one", "2|", "3|three"}},
 		{Name: "backspace overwrites", Steps: lines("abc\b\bX"), want: []string{"1|aXc"}},
