@@ -21,6 +21,8 @@ func toRunJSON(r *jobs.Run, now time.Time) api.Run {
 		Annotations: make([]api.Annotation, 0, len(r.Annotations)),
 		TriggeredBy: r.TriggeredBy,
 		Node:        r.Node,
+		Environment: r.Environment,
+		Version:     r.Version,
 		RerunOf:     r.RerunOf,
 		QueuedAt:    r.QueuedAt,
 		StartedAt:   r.StartedAt,

@@ -35,6 +35,7 @@ const tailLines = 200
 func (s *server) pageRoutes(e *echo.Echo) {
 	get(e, "/", s.showDashboard)
 	get(e, "/runs", s.showRuns)
+	get(e, "/environments", s.showEnvironments)
 	get(e, "/jobs/:job", s.showJob)
 	e.POST("/jobs/:job/runs", s.submitRun, formLimit)
 	get(e, "/runs/:id", s.showRun)
@@ -77,7 +78,7 @@ func toView(r *jobs.Run) views.Run {
 	v := views.Run{
 		ID: r.ID, Job: r.Job, State: string(r.State), Finished: r.State.Finished(), TriggeredBy: r.TriggeredBy,
 		QueuedAt: r.QueuedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
-		Error: r.Error, RerunOf: r.RerunOf, Node: r.Node,
+		Error: r.Error, RerunOf: r.RerunOf, Node: r.Node, Environment: r.Environment, Version: r.Version,
 	}
 	if r.Progress != nil {
 		v.HasProgress, v.Percent, v.Message = true, r.Progress.Percent, r.Progress.Message

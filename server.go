@@ -76,6 +76,7 @@ func (s *server) routes() http.Handler {
 	get(api, "/jobs", s.listJobs)
 	api.POST("/jobs/:job/runs", s.createRun, json...)
 	get(api, "/runs", s.listRuns)
+	get(api, "/environments", s.listEnvironments)
 	get(api, "/runs/:id", s.getRun)
 	api.POST("/runs/:id/cancel", s.cancelRun, json...)
 	api.POST("/runs/:id/rerun", s.rerunRun, json...)

@@ -46,6 +46,10 @@ type Run struct {
 	// Groups are the run's ::group:: sections, in order: its timeline.
 	Groups      []Group `json:"groups"`
 	TriggeredBy string  `json:"triggered_by"`
+	// Environment and Version are what the run deploys, when its job
+	// says (deploys).
+	Environment string `json:"environment,omitempty"`
+	Version     string `json:"version,omitempty"`
 	// Node names the shiplog process that runs or ran the run (absent
 	// while it is queued).
 	Node       string     `json:"node,omitempty"`
@@ -99,6 +103,16 @@ type Annotation struct {
 	EndLine     int    `json:"end_line,omitempty"`
 	StartColumn int    `json:"start_column,omitempty"`
 	EndColumn   int    `json:"end_column,omitempty"`
+}
+
+// Environment is what is deployed to one environment (GET
+// /api/environments): its last successful deploy, the runs on their way
+// there (oldest first), and its latest runs (newest first).
+type Environment struct {
+	Name      string `json:"name"`
+	Current   *Run   `json:"current"`
+	Deploying []Run  `json:"deploying"`
+	History   []Run  `json:"history"`
 }
 
 // Gate is a question a run's script asked, and its answer once given.

@@ -69,6 +69,42 @@ type Job struct {
 	// the job. FourEyes forbids the person who triggered the run.
 	Approvers []string
 	FourEyes  bool
+	// Deploys says what a run of the job deploys where, from its params
+	// ($ENVIRONMENT, ${VERSION}); nil for a job that deploys nothing.
+	Deploys *Deploys
+}
+
+// Deploys is what a job deploys: templates of its params.
+type Deploys struct {
+	Environment string `yaml:"environment"`
+	Version     string `yaml:"version"`
+}
+
+// Deployment is what run params of j deploy: empty if j deploys nothing.
+func (j *Job) Deployment(params map[string]string) (environment, version string) {
+	if j.Deploys == nil {
+		return "", ""
+	}
+	get := func(k string) string { return params[k] }
+	return clip(os.Expand(j.Deploys.Environment, get), maxTitleBytes), clip(os.Expand(j.Deploys.Version, get), maxTitleBytes)
+}
+
+// Environments are the environments j names before any run: the choices
+// of the parameter its deploys.environment is, if it is one ($NAME).
+func (j *Job) Environments() []string {
+	if j.Deploys == nil {
+		return nil
+	}
+	m := lockRefRE.FindStringSubmatch(j.Deploys.Environment)
+	if m == nil || m[0] != j.Deploys.Environment {
+		return nil
+	}
+	for _, p := range j.Params {
+		if p.Name == m[1] {
+			return p.Choices
+		}
+	}
+	return nil
 }
 
 // Secret is a value a job needs but no log may show, read when the config
@@ -126,6 +162,7 @@ type fileJob struct {
 	TTY         TTY               `yaml:"tty"`
 	Approvers   []string          `yaml:"approvers"`
 	FourEyes    bool              `yaml:"four_eyes"`
+	Deploys     *Deploys          `yaml:"deploys"`
 }
 
 type fileSecret struct {
@@ -331,6 +368,19 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 	}
 	j.TTY = fj.TTY
 	j.Approvers, j.FourEyes = fj.Approvers, fj.FourEyes
+	if d := fj.Deploys; d != nil {
+		if strings.TrimSpace(d.Environment) == "" {
+			return nil, jfail("deploys.environment", "says where the job deploys, like $ENVIRONMENT")
+		}
+		for field, v := range map[string]string{"deploys.environment": d.Environment, "deploys.version": d.Version} {
+			for _, m := range lockRefRE.FindAllStringSubmatch(v, -1) {
+				if !names[m[1]] {
+					return nil, jfail(field, "refers to $%s, which is not a parameter of this job", m[1])
+				}
+			}
+		}
+		j.Deploys = d
+	}
 	for i, sec := range fj.Secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
 		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
@@ -377,7 +427,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true, "approvers": true, "four_eyes": true,
+	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true, "approvers": true, "four_eyes": true, "deploys": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

@@ -187,6 +187,7 @@ func (r *Runner) trigger(ctx context.Context, jobName string, params map[string]
 		return nil, ErrShuttingDown
 	}
 	run := &Run{Job: job.Name, Params: vals, State: Queued, TriggeredBy: by, RerunOf: rerunOf, QueuedAt: recordTime(), Lock: job.LockName(vals)}
+	run.Environment, run.Version = job.Deployment(vals)
 	if err := r.store.Insert(ctx, run); err != nil {
 		return nil, noSpace(err)
 	}

@@ -130,6 +130,9 @@ type Run struct {
 	FinishedAt  *time.Time        `json:"finished_at"`
 	Wait        *Wait             `json:"-"`              // what a queued run waits for, as read (see fillWaits)
 	Lock        string            `json:"lock,omitempty"` // the lock it takes, params filled in
+	// Environment and Version are what it deploys (the job's deploys).
+	Environment string `json:"environment,omitempty"`
+	Version     string `json:"version,omitempty"`
 	Node        string            `json:"node,omitempty"` // the node that runs or ran it
 	LogBytes    int64             `json:"-"`
 	LogLines    int64             `json:"-"`

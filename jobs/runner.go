@@ -284,6 +284,20 @@ func (r *Runner) List(ctx context.Context, f Filter) ([]*Run, error) {
 	return runs, r.fillWaits(ctx, runs...)
 }
 
+// Environments returns every environment a job names (the choices of its
+// deploys.environment parameter) or a run deployed to, in order of name.
+func (r *Runner) Environments(ctx context.Context) ([]string, error) {
+	seen, err := r.store.Environments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range r.cfg.Jobs {
+		seen = append(seen, j.Environments()...)
+	}
+	slices.Sort(seen)
+	return slices.Compact(seen), nil
+}
+
 // CountByState returns how many runs are in each state.
 func (r *Runner) CountByState(ctx context.Context) (map[State]int, error) {
 	return r.store.CountByState(ctx)

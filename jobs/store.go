@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS runs (
 	lock             TEXT    NOT NULL DEFAULT '',
 	node             TEXT    NOT NULL DEFAULT '',
 	groups           TEXT    NOT NULL DEFAULT '[]',
-	gates            TEXT    NOT NULL DEFAULT '[]'
+	gates            TEXT    NOT NULL DEFAULT '[]',
+	environment      TEXT    NOT NULL DEFAULT '',
+	version          TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_job_id ON runs(job, id);
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
@@ -84,11 +86,16 @@ func OpenStore(ctx context.Context, path string, recs Records) (*Store, error) {
 	}
 	// Columns added since the first schema; a database that has them says
 	// "duplicate column", which is fine.
-	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''", "lock TEXT NOT NULL DEFAULT ''", "node TEXT NOT NULL DEFAULT ''", "groups TEXT NOT NULL DEFAULT '[]'", "gates TEXT NOT NULL DEFAULT '[]'"} {
+	for _, col := range []string{"log_cut INTEGER NOT NULL DEFAULT 0", "rev INTEGER NOT NULL DEFAULT 0", "wait TEXT NOT NULL DEFAULT ''", "lock TEXT NOT NULL DEFAULT ''", "node TEXT NOT NULL DEFAULT ''", "groups TEXT NOT NULL DEFAULT '[]'", "gates TEXT NOT NULL DEFAULT '[]'", "environment TEXT NOT NULL DEFAULT ''", "version TEXT NOT NULL DEFAULT ''"} {
 		if _, err := db.ExecContext(ctx, "ALTER TABLE runs ADD COLUMN "+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
 			db.Close()
 			return nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
+	}
+	// Indexes on columns a migration may just have added.
+	if _, err := db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS runs_environment ON runs(environment, id)`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index %s: %w", path, err)
 	}
 	s := &Store{db: db, recs: recs, revs: map[int64]uint64{}, watchers: map[int64]chan struct{}{}, queued: map[int64]bool{}}
 	if recs != nil {
@@ -179,7 +186,7 @@ func (s *Store) sync(ctx context.Context) error {
 func (s *Store) Close() error { return s.db.Close() }
 
 const runColumns = `id, job, params, state, exit_code, error, progress_percent, progress_message,
-	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, lock, node, groups, gates`
+	annotations, triggered_by, rerun_of, queued_at, started_at, finished_at, log_bytes, log_lines, pid, log_cut, lock, node, groups, gates, environment, version`
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
@@ -309,15 +316,16 @@ func (s *Store) save(ctx context.Context, r *Run, rev uint64) error {
 		exit = *r.ExitCode
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO runs (`+runColumns+`, rev)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET state=excluded.state, exit_code=excluded.exit_code, error=excluded.error,
 		progress_percent=excluded.progress_percent, progress_message=excluded.progress_message,
 		annotations=excluded.annotations, started_at=excluded.started_at, finished_at=excluded.finished_at,
 		log_bytes=excluded.log_bytes, log_lines=excluded.log_lines, pid=excluded.pid, log_cut=excluded.log_cut,
-		lock=excluded.lock, node=excluded.node, groups=excluded.groups, gates=excluded.gates, rev=excluded.rev
+		lock=excluded.lock, node=excluded.node, groups=excluded.groups, gates=excluded.gates,
+		environment=excluded.environment, version=excluded.version, rev=excluded.rev
 		WHERE excluded.rev >= runs.rev`,
 		r.ID, r.Job, string(params), r.State, exit, r.Error, pct, msg, string(ann), r.TriggeredBy, r.RerunOf,
-		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, r.Lock, r.Node, string(groups), string(gates), rev)
+		ms(r.QueuedAt), nullMS(r.StartedAt), nullMS(r.FinishedAt), r.LogBytes, r.LogLines, r.PID, r.LogCut, r.Lock, r.Node, string(groups), string(gates), r.Environment, r.Version, rev)
 	if err != nil {
 		return fmt.Errorf("update run %d: %w", r.ID, err)
 	}
@@ -347,7 +355,7 @@ func scanRun(sc scanner) (*Run, error) {
 		started, finished sql.NullInt64
 	)
 	err := sc.Scan(&r.ID, &r.Job, &params, &r.State, &exit, &r.Error, &pct, &msg, &ann,
-		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &r.Lock, &r.Node, &grp, &gates)
+		&r.TriggeredBy, &r.RerunOf, &queued, &started, &finished, &r.LogBytes, &r.LogLines, &r.PID, &r.LogCut, &r.Lock, &r.Node, &grp, &gates, &r.Environment, &r.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -460,8 +468,29 @@ type Filter struct {
 	Job    string
 	States []State
 	By     string // who triggered, exactly
-	Before int64  // only runs with a smaller ID; 0 for no bound
-	Limit  int
+	// Environment: only runs that deploy there.
+	Environment string
+	Before      int64 // only runs with a smaller ID; 0 for no bound
+	Limit       int
+}
+
+// Environments returns the environments runs have deployed to (or tried),
+// in order of name.
+func (s *Store) Environments(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT environment FROM runs WHERE environment != '' ORDER BY environment LIMIT 1000`)
+	if err != nil {
+		return nil, fmt.Errorf("list environments: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			return nil, fmt.Errorf("list environments: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 // List returns runs matching f, newest first.
@@ -483,6 +512,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Run, error) {
 	if f.By != "" {
 		where = append(where, "triggered_by = ?")
 		args = append(args, f.By)
+	}
+	if f.Environment != "" {
+		where = append(where, "environment = ?")
+		args = append(args, f.Environment)
 	}
 	if f.Before > 0 {
 		where = append(where, "id < ?")

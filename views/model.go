@@ -47,6 +47,8 @@ type Run struct {
 	RerunOf     int64
 	// Waiting says what a queued run waits for ("" when not queued).
 	Waiting string
+	// Environment and Version are what the run deploys, if its job says.
+	Environment, Version string
 	// Timeline is a bar per ::group::, on the run's time axis.
 	Timeline []Span
 	// Gates are the questions its script stopped at; Gate is the one it
@@ -190,6 +192,21 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func runURL(id int64) string { return "/runs/" + itoa(id) }
 
 func jobURL(name string) string { return "/jobs/" + name }
+
+// EnvironmentsPage is what is deployed where.
+type EnvironmentsPage struct {
+	Session      Session
+	Environments []EnvironmentView
+}
+
+// EnvironmentView is one environment: its current deploy, those on their
+// way, and its latest runs.
+type EnvironmentView struct {
+	Name      string
+	Current   *Run
+	Deploying []Run
+	History   []Run
+}
 
 // RunsPage is the list of every run, with its filters.
 type RunsPage struct {
