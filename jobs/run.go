@@ -133,11 +133,11 @@ type Run struct {
 	// Environment and Version are what it deploys (the job's deploys).
 	Environment string `json:"environment,omitempty"`
 	Version     string `json:"version,omitempty"`
-	Node        string            `json:"node,omitempty"` // the node that runs or ran it
-	LogBytes    int64             `json:"-"`
-	LogLines    int64             `json:"-"`
-	LogCut      bool              `json:"-"` // cut at the job's max_log_size
-	PID         int               `json:"-"` // process group of a running run
+	Node        string `json:"node,omitempty"` // the node that runs or ran it
+	LogBytes    int64  `json:"-"`
+	LogLines    int64  `json:"-"`
+	LogCut      bool   `json:"-"` // cut at the job's max_log_size
+	PID         int    `json:"-"` // process group of a running run
 }
 
 // GroupOutcome is how group g of r went: running while open in a run that
