@@ -311,6 +311,13 @@ func TestBrowserTimelineOfGroups(t *testing.T) {
 		chromedp.Click(`[data-testid=timeline-group]:nth-child(2) .tl-title`),
 		until(`location.hash === '#L4' && document.getElementById('L4')?.matches('.target')`),
 	)
+	// The job page: how each group's duration moved.
+	must(t, ctx,
+		chromedp.Navigate(s.URL+"/jobs/timed"),
+		until(`[...document.querySelectorAll('[data-testid=group-trend] .trend-title')].map(e => e.textContent).join(',') === 'Build,Deploy'`),
+		until(`document.querySelector('[data-testid=group-trend] [data-testid=trend-last]').textContent.startsWith('last ')`),
+		until(`document.querySelectorAll('[data-testid=group-trend]')[1].querySelector('rect.failed') !== null`),
+	)
 	var api struct {
 		Groups []struct {
 			Title      string `json:"title"`

@@ -108,6 +108,42 @@ func toView(r *jobs.Run) views.Run {
 	return v
 }
 
+// maxTrends bounds the groups the job page charts.
+const maxTrends = 12
+
+// groupTrends charts how long each top-level group took over the runs
+// (newest first, as listed), oldest left; groups in order of first
+// appearance, a gap where a run had no such group or did not end it.
+func groupTrends(runs []*jobs.Run) []views.Trend {
+	var (
+		out   []views.Trend
+		index = map[string]int{}
+	)
+	n := len(runs)
+	for i := n - 1; i >= 0; i-- {
+		r := runs[i]
+		for _, g := range r.Groups {
+			if g.Depth != 0 {
+				continue
+			}
+			k, ok := index[g.Title]
+			if !ok {
+				if len(out) >= maxTrends {
+					continue
+				}
+				k = len(out)
+				index[g.Title] = k
+				out = append(out, views.Trend{Title: g.Title, Bars: make([]views.Bar, n)})
+			}
+			if g.End == nil {
+				continue
+			}
+			out[k].Bars[n-1-i] = views.Bar{ID: r.ID, State: string(r.GroupOutcome(g)), Seconds: g.End.Sub(g.Start).Seconds()}
+		}
+	}
+	return out
+}
+
 // gateWho says who may answer gate g.
 func gateWho(g jobs.Gate) string {
 	who := "whoever may run the job may answer"
@@ -294,6 +330,7 @@ func (s *server) jobPage(ctx context.Context, c echo.Context, j *jobs.Job, value
 		r := recent[i]
 		p.Bars = append(p.Bars, views.Bar{ID: r.ID, State: string(r.State), Seconds: r.Duration(time.Now()).Seconds()})
 	}
+	p.GroupTrends = groupTrends(recent)
 	p.Queues, err = s.lockQueues(ctx, j.Name)
 	return p, err
 }

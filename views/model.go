@@ -120,6 +120,13 @@ type Bar struct {
 	Seconds float64
 }
 
+// Trend is how long one group of a job took over its last runs: a bar per
+// run, oldest first; a zero Bar (ID 0) where the run had no such group.
+type Trend struct {
+	Title string
+	Bars  []Bar
+}
+
 // JobPage is a job: its form, history and chart.
 type JobPage struct {
 	Name        string
@@ -135,6 +142,7 @@ type JobPage struct {
 	Older       string // URL of the next page of history, if any
 	Newer       string
 	Bars        []Bar
+	GroupTrends []Trend // how each group's duration moved
 	Queues      []LockQueue // the lines for the locks this job's queued runs wait for
 	Session     Session
 }
