@@ -142,7 +142,7 @@ type JobPage struct {
 	Older       string // URL of the next page of history, if any
 	Newer       string
 	Bars        []Bar
-	GroupTrends []Trend // how each group's duration moved
+	GroupTrends []Trend     // how each group's duration moved
 	Queues      []LockQueue // the lines for the locks this job's queued runs wait for
 	Session     Session
 }
