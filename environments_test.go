@@ -106,7 +106,8 @@ func TestBrowserEnvironmentsRedeploy(t *testing.T) {
 	var loc string
 	must(t, ctx, chromedp.Location(&loc))
 	var id int64
-	if _, err := fmt.Sscanf(loc[strings.Index(loc, "/runs/"):], "/runs/%d", &id); err != nil {
+	_, path, _ := strings.Cut(loc, "/runs/")
+	if _, err := fmt.Sscanf(path, "%d", &id); err != nil {
 		t.Fatalf("after redeploy at %s", loc)
 	}
 	r := s.waitRun(id, isFinished)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,4 +103,37 @@ func toGateJSON(g jobs.Gate) api.Gate {
 		Approvers: g.Approvers, FourEyes: g.FourEyes,
 		Decision: string(g.Decision), By: g.By, Reason: g.Reason, DecidedAt: g.DecidedAt,
 	}
+}
+
+// listDeliveries: GET /api/runs/:id/deliveries, the run's notification
+// attempts, oldest first (targets without their secrets).
+func (s *server) listDeliveries(c echo.Context) error {
+	id, err := runID(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.runner.Get(c.Request().Context(), id); err != nil {
+		return err
+	}
+	list, err := s.deliveries(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, list)
+}
+
+// deliveries reads run id's delivery log from the engine.
+func (s *server) deliveries(ctx context.Context, id int64) ([]api.Delivery, error) {
+	if s.engine == nil {
+		return []api.Delivery{}, nil
+	}
+	list, err := s.engine.Deliveries(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Delivery, 0, len(list))
+	for _, a := range list {
+		out = append(out, api.Delivery(a))
+	}
+	return out, nil
 }

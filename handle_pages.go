@@ -470,6 +470,11 @@ func (s *server) showRun(c echo.Context) error {
 		return err
 	}
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
+	if ds, err := s.deliveries(c.Request().Context(), run.ID); err == nil {
+		for _, d := range ds {
+			p.Deliveries = append(p.Deliveries, views.Delivery{Event: d.Event, Target: d.Target, Try: d.Try, At: d.At, Status: d.Status, Error: d.Error, MS: d.MS, Final: d.Final})
+		}
+	}
 	if g := run.OpenGate(); g != nil {
 		switch err := mayAnswer(c, run); {
 		case err != nil:

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shiplog/shiplog/engine"
 	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/notify"
 )
 
 // node is what every shiplog process has, whether it serves pages
@@ -24,6 +27,7 @@ type node struct {
 	runner   *jobs.Runner
 	shipper  *engine.Shipper
 	partials *engine.PartialSender // unfinished lines, to the nodes that copy logs
+	notifier *notify.Notifier      // webhooks
 	shipCtx  context.Context
 	log      *slog.Logger
 
@@ -94,6 +98,17 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 	if n.zone == "none" {
 		n.zone = ""
 	}
+	// Webhooks, delivered in the background; each attempt goes to the
+	// engine, so every replica shows the run's delivery log.
+	nopts := cfg.Notify
+	nopts.Recorder = func(ctx context.Context, id int64, a notify.Attempt) error {
+		return n.eng.RecordAttempt(ctx, id, engine.Attempt{
+			Delivery: a.Delivery, Event: a.Event, Target: a.Target, Try: a.Try, At: a.At,
+			Status: a.Status, Error: a.Error, MS: a.Took.Milliseconds(), Final: a.Final,
+		})
+	}
+	n.notifier = notify.New(log, nopts) //nolint:contextcheck // deliveries outlive any request; Close ends them
+	n.closers = append(n.closers, n.notifier.Close)
 	if n.partials, err = n.eng.Partials(); err != nil {
 		return nil, err
 	}
@@ -120,7 +135,15 @@ func openNode(ctx context.Context, cfg Config, jobCfg *jobs.Config, log *slog.Lo
 				log.Error("purge pruned logs from the engine", "err", err)
 			}
 		},
-		OnFinish: hooks.finished,
+		OnFinish: func(run *jobs.Run) {
+			if hooks.finished != nil {
+				hooks.finished(run)
+			}
+			n.notifier.Notify(jobCfg.Hooks(run.Job), string(run.State), notifyRun(run, cfg.PublicURL))
+		},
+		OnGate: func(run *jobs.Run) {
+			n.notifier.Notify(jobCfg.Hooks(run.Job), "waiting", notifyRun(run, cfg.PublicURL))
+		},
 	})
 	if n.zone != "" {
 		log.Info("running the jobs of a zone", "zone", n.zone, "node", n.name)
@@ -203,4 +226,22 @@ func toolDir(dataDir string, log *slog.Logger) string {
 		return ""
 	}
 	return dir
+}
+
+// notifyRun is what a notification says of run; its link is on publicURL
+// when the server has one.
+func notifyRun(run *jobs.Run, publicURL string) notify.Run {
+	out := notify.Run{
+		ID: run.ID, Job: run.Job, State: string(run.State), ExitCode: run.ExitCode, Error: run.Error,
+		Params: run.Params, TriggeredBy: run.TriggeredBy, Environment: run.Environment, Version: run.Version,
+		URL: strings.TrimSuffix(publicURL, "/") + "/runs/" + strconv.FormatInt(run.ID, 10),
+	}
+	if g := run.OpenGate(); g != nil {
+		out.Question = g.Question
+	}
+	if run.StartedAt != nil && run.FinishedAt != nil {
+		d := run.FinishedAt.Sub(*run.StartedAt).Milliseconds()
+		out.DurationMS = &d
+	}
+	return out
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/shiplog/shiplog/access"
 	"github.com/shiplog/shiplog/engine"
 	"github.com/shiplog/shiplog/jobs"
+	"github.com/shiplog/shiplog/notify"
 	"github.com/shiplog/shiplog/streams"
 )
 
@@ -53,6 +54,8 @@ type Config struct {
 	// PublicURL is the address people reach the server by, behind a proxy
 	// or under a DNS name; its host is accepted in Host and Origin.
 	PublicURL string
+	// Notify tunes webhook delivery (tests make it quick); zero: defaults.
+	Notify notify.Options
 	// AllowedHosts are more names the server answers to ("*.example.com"
 	// for a domain); loopback names and the listen address always work.
 	AllowedHosts []string

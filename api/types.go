@@ -134,6 +134,20 @@ type Gate struct {
 	DecidedAt *time.Time `json:"decided_at,omitempty"`
 }
 
+// Delivery is one attempt to deliver a notification of a run (GET
+// /api/runs/{id}/deliveries).
+type Delivery struct {
+	Delivery string    `json:"delivery"` // the notification's id, the same for its retries
+	Event    string    `json:"event"`
+	Target   string    `json:"target"` // scheme and host: a webhook URL's path may be its secret
+	Try      int       `json:"try"`
+	At       time.Time `json:"at"`
+	Status   int       `json:"status,omitempty"` // the receiver's HTTP answer; absent if none came
+	Error    string    `json:"error,omitempty"`
+	MS       int64     `json:"ms"`
+	Final    bool      `json:"final,omitempty"` // no retry follows
+}
+
 // GateAnswer is the body of POST /api/runs/{id}/gate.
 type GateAnswer struct {
 	Decision string `json:"decision"` // approve or reject

@@ -59,7 +59,9 @@ type Engine struct {
 	js   jetstream.JetStream
 	logs jetstream.Stream
 	runs jetstream.KeyValue
-	log  *slog.Logger
+	// deliveries holds each run's notification attempts (deliveries.go).
+	deliveries jetstream.KeyValue
+	log        *slog.Logger
 
 	work      jetstream.Stream
 	lease     time.Duration
@@ -168,6 +170,9 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 			return err
 		}
 		if e.runs, err = e.bucket(ctx, runsBucket, replicas); err != nil {
+			return err
+		}
+		if e.deliveries, err = e.bucket(ctx, deliveriesBucket, replicas); err != nil {
 			return err
 		}
 		e.work, e.workIsNew, err = e.stream(ctx, workStream, replicas)

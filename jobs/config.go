@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shiplog/shiplog/notify"
 )
 
 // DemoConfig is the built-in configuration served when no config file exists,
@@ -32,6 +34,8 @@ type Config struct {
 	KeepRuns int
 	// Jobs in the order the file defines them.
 	Jobs []*Job
+	// Notify are the webhooks told of every job's runs.
+	Notify []notify.Hook
 	// hidden are server environment variables that hold secrets: no command
 	// inherits them.
 	hidden map[string]bool
@@ -69,6 +73,8 @@ type Job struct {
 	// the job. FourEyes forbids the person who triggered the run.
 	Approvers []string
 	FourEyes  bool
+	// Notify are webhooks told of this job's runs, besides the config's.
+	Notify []notify.Hook
 	// Deploys says what a run of the job deploys where, from its params
 	// ($ENVIRONMENT, ${VERSION}); nil for a job that deploys nothing.
 	Deploys *Deploys
@@ -141,10 +147,11 @@ func (c *Config) Job(name string) (*Job, error) {
 var ErrConfig = errors.New("invalid config")
 
 type fileConfig struct {
-	MaxConcurrentRuns *int      `yaml:"max_concurrent_runs"`
-	KeepRuns          *int      `yaml:"keep_runs"`
-	Jobs              yaml.Node `yaml:"jobs"`
-	Auth              yaml.Node `yaml:"auth"` // read by package access
+	MaxConcurrentRuns *int       `yaml:"max_concurrent_runs"`
+	Notify            []fileHook `yaml:"notify"`
+	KeepRuns          *int       `yaml:"keep_runs"`
+	Jobs              yaml.Node  `yaml:"jobs"`
+	Auth              yaml.Node  `yaml:"auth"` // read by package access
 }
 
 type fileJob struct {
@@ -163,6 +170,7 @@ type fileJob struct {
 	Approvers   []string          `yaml:"approvers"`
 	FourEyes    bool              `yaml:"four_eyes"`
 	Deploys     *Deploys          `yaml:"deploys"`
+	Notify      []fileHook        `yaml:"notify"`
 }
 
 type fileSecret struct {
@@ -259,6 +267,11 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 		}
 		cfg.KeepRuns = *fc.KeepRuns
 	}
+	hooks, err := buildHooks("notify", fc.Notify)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	cfg.Notify = hooks
 	if fc.Jobs.Kind != yaml.MappingNode || len(fc.Jobs.Content) == 0 {
 		return nil, fail("jobs: at least one job is required")
 	}
@@ -368,6 +381,11 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 	}
 	j.TTY = fj.TTY
 	j.Approvers, j.FourEyes = fj.Approvers, fj.FourEyes
+	hooks, err := buildHooks("notify", fj.Notify)
+	if err != nil {
+		return nil, jfail("notify", "%v", err)
+	}
+	j.Notify = hooks
 	if d := fj.Deploys; d != nil {
 		if strings.TrimSpace(d.Environment) == "" {
 			return nil, jfail("deploys.environment", "says where the job deploys, like $ENVIRONMENT")
@@ -427,7 +445,7 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 
 var jobFields = map[string]bool{
 	"description": true, "run": true, "dir": true, "env": true, "timeout": true,
-	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true, "approvers": true, "four_eyes": true, "deploys": true,
+	"lock": true, "zone": true, "confirm": true, "params": true, "secrets": true, "max_log_size": true, "tty": true, "approvers": true, "four_eyes": true, "deploys": true, "notify": true,
 }
 
 // checkFields rejects unknown keys in a job, which yaml.Node.Decode ignores.

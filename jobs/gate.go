@@ -238,10 +238,23 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 	snap := t.run.clone()
 	r.mu.Unlock()
 	r.persist(t, snap)
+	if r.opts.OnGate != nil {
+		r.observeGate(snap)
+	}
 	if t.lw != nil {
 		t.lw.Interject(logfile.Note(fmt.Sprintf("gate %d: %s (waiting until %s)", g.ID, g.Question, g.Deadline.UTC().Format(time.RFC3339))))
 	}
 	return g, decided, nil
+}
+
+// observeGate tells OnGate of run in the background: it never holds up
+// the gate.
+func (r *Runner) observeGate(run *Run) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.opts.OnGate(run)
+	}()
 }
 
 // Decide answers run id's open gate gate (0: whichever is open) on behalf

@@ -39,6 +39,9 @@ type RunnerOptions struct {
 	OnPruned func(ids []int64)
 	// OnFinish is called with each run that finished in this process.
 	OnFinish func(run *Run)
+	// OnGate is called with a run that stopped at a gate, in the
+	// background.
+	OnGate func(run *Run)
 	// ToolDir holds a `shiplog` jobs may call (shiplog gate): it goes
 	// first on their PATH. Empty: none.
 	ToolDir string

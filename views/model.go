@@ -186,6 +186,19 @@ type RunPage struct {
 	// AnswerNote may say why.
 	CanAnswer  bool
 	AnswerNote string
+	// Deliveries are the attempts to notify webhooks of the run.
+	Deliveries []Delivery
+}
+
+// Delivery is one attempt to deliver a notification.
+type Delivery struct {
+	Event, Target string
+	Try           int
+	At            time.Time
+	Status        int
+	Error         string
+	MS            int64
+	Final         bool
 }
 
 // ErrorPage is shown for a failed page request.
