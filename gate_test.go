@@ -202,3 +202,17 @@ func TestBrowserGate(t *testing.T) {
 		t.Fatalf("gate %+v", g)
 	}
 }
+
+// screenshotDir is where tests write screenshots for the README
+// (SHIPLOG_SCREENSHOTS), or "".
+func screenshotDir() string { return os.Getenv("SHIPLOG_SCREENSHOTS") }
+
+// shot writes a screenshot of the page to dir/name.
+func shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	var png []byte
+	must(t, ctx, chromedp.CaptureScreenshot(&png))
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

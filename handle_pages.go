@@ -36,6 +36,7 @@ func (s *server) pageRoutes(e *echo.Echo) {
 	get(e, "/", s.showDashboard)
 	get(e, "/runs", s.showRuns)
 	get(e, "/environments", s.showEnvironments)
+	get(e, "/runs/:id/diff", s.showDiff)
 	get(e, "/jobs/:job", s.showJob)
 	e.POST("/jobs/:job/runs", s.submitRun, formLimit)
 	get(e, "/runs/:id", s.showRun)
@@ -470,6 +471,11 @@ func (s *server) showRun(c echo.Context) error {
 		return err
 	}
 	p := views.RunPage{Run: toView(run), LogLines: run.LogLines, LogBytes: run.LogBytes, Session: s.session(c)}
+	if run.State.Finished() {
+		if base, err := s.lastSuccess(c.Request().Context(), run); err == nil && base != nil {
+			p.CompareWith = base.ID
+		}
+	}
 	if ds, err := s.deliveries(c.Request().Context(), run.ID); err == nil {
 		for _, d := range ds {
 			p.Deliveries = append(p.Deliveries, views.Delivery{Event: d.Event, Target: d.Target, Try: d.Try, At: d.At, Status: d.Status, Error: d.Error, MS: d.MS, Final: d.Final})

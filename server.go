@@ -82,6 +82,7 @@ func (s *server) routes() http.Handler {
 	api.POST("/runs/:id/rerun", s.rerunRun, json...)
 	api.POST("/runs/:id/gate", s.answerGate, json...)
 	get(api, "/runs/:id/deliveries", s.listDeliveries)
+	get(api, "/runs/:id/diff", s.getDiff)
 	get(api, "/runs/:id/events", s.streamRunEvents)
 	get(api, "/runs/:id/log", s.getRunLog)
 	get(api, "/runs/:id/search", s.searchRunLog)

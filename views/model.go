@@ -186,6 +186,9 @@ type RunPage struct {
 	// AnswerNote may say why.
 	CanAnswer  bool
 	AnswerNote string
+	// CompareWith is the job's last successful run before this one, for
+	// "Compare"; 0 for none.
+	CompareWith int64
 	// Deliveries are the attempts to notify webhooks of the run.
 	Deliveries []Delivery
 }
@@ -213,6 +216,23 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func runURL(id int64) string { return "/runs/" + itoa(id) }
 
 func jobURL(name string) string { return "/jobs/" + name }
+
+// DiffPage compares a run's log with an earlier run's.
+type DiffPage struct {
+	Run, Against Run
+	Hunks        [][]DiffLine
+	Truncated    bool // only the start of a long log was compared
+	TooDifferent bool // the hunks stop where the logs differ too much
+	Session      Session
+}
+
+// DiffLine is one line of a diff: Kind " " (both), "-" (only in Against),
+// "+" (only in Run); A and B its line numbers in each log.
+type DiffLine struct {
+	Kind string
+	A, B int
+	Text string
+}
 
 // EnvironmentsPage is what is deployed where.
 type EnvironmentsPage struct {
