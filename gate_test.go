@@ -216,3 +216,22 @@ func shot(t *testing.T, ctx context.Context, dir, name string) {
 		t.Fatal(err)
 	}
 }
+
+// A server killed while a run waits at a gate: when it is back the run is
+// interrupted, as any running run is, and its gate ended with it; the
+// script is gone (its runner's death took it).
+func TestGateAcrossAServerRestart(t *testing.T) {
+	dir, cfgPath, gate := writeConfig(t, gateJobs)
+	addr := freeAddr(t)
+	args := []string{"--addr", addr, "--config", cfgPath, "--data", filepath.Join(dir, "data")}
+	first := startChild(t, args...)
+	s := &testServer{t: t, URL: first.URL, Data: filepath.Join(dir, "data"), Gate: gate}
+	run := s.trigger("open-gate", nil)
+	s.waitRun(run.ID, func(r *api.Run) bool { return r.State == api.Waiting })
+	first.kill9(t)
+	startChild(t, args...)
+	done := s.waitRun(run.ID, isFinished)
+	if done.State != api.Interrupted || len(done.Gates) != 1 || done.Gates[0].Decision != "ended" || !strings.Contains(done.Gates[0].Reason, "interrupted") {
+		t.Fatalf("after the restart: %s, gates %+v", done.State, done.Gates)
+	}
+}
