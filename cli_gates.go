@@ -59,11 +59,11 @@ func cliGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for {
 		var a answer
 		if err := dec.Decode(&a); err != nil {
-			return &exitError{code: exitGateEnded, msg: "shiplog gate: the runner went away before an answer"}
+			return &exitError{code: exitGateEnded, msg: "gate: the runner went away before an answer"}
 		}
 		switch {
 		case a.Error != "":
-			return &exitError{code: exitUsage, msg: "shiplog gate: " + a.Error}
+			return &exitError{code: exitUsage, msg: "gate: " + a.Error}
 		case a.Decision == "":
 			continue // the gate is open; the answer comes next
 		case a.Decision == string(jobs.Approved):
@@ -79,7 +79,7 @@ func cliGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func gateAnswerLine(decision, by, reason string) string {
-	s := "shiplog gate: " + strings.ReplaceAll(decision, "_", " ") + " by " + by
+	s := "gate " + strings.ReplaceAll(decision, "_", " ") + " by " + by
 	if reason != "" {
 		s += ": " + reason
 	}

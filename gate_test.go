@@ -176,6 +176,10 @@ func TestBrowserGate(t *testing.T) {
 	failOnScriptErrors(t, ctx)
 	run := s.trigger("open-gate", nil)
 	must(t, ctx,
+		// The dashboard says what it waits for.
+		chromedp.Navigate(s.URL+"/"),
+		until(`document.querySelector('[data-testid=active-gate]')?.textContent === 'Approve? Deploy to production?'`),
+		until(`document.querySelector('[data-testid=active-run] [data-testid=state]').textContent === 'waiting'`),
 		chromedp.Navigate(fmt.Sprintf("%s/runs/%d", s.URL, run.ID)),
 		until(`document.querySelector('#run-head [data-testid=state]').textContent === 'waiting'`),
 		until(`document.querySelector('[data-testid=gate-question]')?.textContent === 'Deploy to production?'`),
