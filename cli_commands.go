@@ -57,6 +57,21 @@ func parseArgs(fs *flag.FlagSet, args []string, want int, usage string) ([]strin
 	return pos, nil
 }
 
+// runAndClient parses a command that names one run: its flags (fs, whose
+// --server is server once parsed) and the run; and makes the client.
+func runAndClient(fs *flag.FlagSet, server *string, args []string, usage string) (int64, *api.Client, error) {
+	pos, err := parseArgs(fs, args, 1, usage)
+	if err != nil {
+		return 0, nil, err
+	}
+	id, err := parseRunArg(pos[0])
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := newClient(*server)
+	return id, c, err
+}
+
 func parseRunArg(s string) (int64, error) {
 	id, err := strconv.ParseInt(strings.TrimPrefix(s, "#"), 10, 64)
 	if err != nil || id <= 0 {
@@ -140,15 +155,7 @@ func cliStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, server := newFlags("status", stderr)
 	wait := fs.Bool("wait", false, "wait until the run finishes and exit with its outcome")
 	asJSON := fs.Bool("json", false, "print the run as JSON")
-	pos, err := parseArgs(fs, args, 1, "shiplog status RUN [--wait] [--json]")
-	if err != nil {
-		return err
-	}
-	id, err := parseRunArg(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := newClient(*server)
+	id, c, err := runAndClient(fs, server, args, "shiplog status RUN [--wait] [--json]")
 	if err != nil {
 		return err
 	}
@@ -195,15 +202,7 @@ func cliLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs, server := newFlags("logs", stderr)
 	follow := fs.Bool("f", false, "follow the log until the run finishes")
 	stamped := fs.Bool("t", false, "prefix each line with when it arrived (RFC 3339, UTC)")
-	pos, err := parseArgs(fs, args, 1, "shiplog logs RUN [-f] [-t]")
-	if err != nil {
-		return err
-	}
-	id, err := parseRunArg(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := newClient(*server)
+	id, c, err := runAndClient(fs, server, args, "shiplog logs RUN [-f] [-t]")
 	if err != nil {
 		return err
 	}
@@ -257,15 +256,7 @@ func cliJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func cliCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, server := newFlags("cancel", stderr)
-	pos, err := parseArgs(fs, args, 1, "shiplog cancel RUN")
-	if err != nil {
-		return err
-	}
-	id, err := parseRunArg(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := newClient(*server)
+	id, c, err := runAndClient(fs, server, args, "shiplog cancel RUN")
 	if err != nil {
 		return err
 	}

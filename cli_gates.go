@@ -91,15 +91,7 @@ func gateAnswerLine(decision, by, reason string) string {
 func cliDecide(ctx context.Context, decision string, args []string, stdout, stderr io.Writer) error {
 	fs, server := newFlags(decision, stderr)
 	reason := fs.String("reason", "", "why, recorded with the answer")
-	pos, err := parseArgs(fs, args, 1, "shiplog "+decision+" RUN [--reason WHY]")
-	if err != nil {
-		return err
-	}
-	id, err := parseRunArg(pos[0])
-	if err != nil {
-		return err
-	}
-	c, err := newClient(*server)
+	id, c, err := runAndClient(fs, server, args, "shiplog "+decision+" RUN [--reason WHY]")
 	if err != nil {
 		return err
 	}
