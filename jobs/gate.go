@@ -206,18 +206,15 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 	if lw != nil {
 		lines = lw.LinesNow()
 	}
+	// The gate is durable before anyone sees it: a server killed while a
+	// reader saw the run waiting still has the gate when it starts again.
+	// No other write of the record comes in between (persistMu).
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
 	r.mu.Lock()
-	if t.run.State != Running || t.ended != "" {
+	if err := canAsk(t); err != nil {
 		r.mu.Unlock()
-		return Gate{}, nil, fmt.Errorf("%w: the run is ending", ErrFinished)
-	}
-	if t.run.OpenGate() != nil {
-		r.mu.Unlock()
-		return Gate{}, nil, errors.New("a gate is open already: one at a time")
-	}
-	if len(t.run.Gates) >= maxGates {
-		r.mu.Unlock()
-		return Gate{}, nil, fmt.Errorf("a run asks %d gates at most", maxGates)
+		return Gate{}, nil, err
 	}
 	now := recordTime()
 	g := Gate{
@@ -227,7 +224,22 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 	if t.lw != nil {
 		g.Question = t.lw.mask(g.Question) // a secret in the question stays in the job
 	}
+	snap := t.run.clone()
+	snap.Gates = append(snap.Gates, g)
+	r.mu.Unlock()
+	if t.sealed {
+		return Gate{}, nil, fmt.Errorf("%w: the run is ending", ErrFinished)
+	}
+	if err := r.store.Update(context.Background(), snap); err != nil {
+		return Gate{}, nil, fmt.Errorf("record the gate: %w", err)
+	}
+	r.mu.Lock()
+	if err := canAsk(t); err != nil {
+		r.mu.Unlock()
+		return Gate{}, nil, err
+	}
 	t.run.Gates = append(t.run.Gates, g)
+	t.persisted = time.Now()
 	decided := make(chan Gate, 1)
 	t.gateDecided = decided
 	id, gid := t.run.ID, g.ID
@@ -235,9 +247,7 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 		_ = r.decideHere(id, gid, GateTimedOut, "shiplog", fmt.Sprintf("no answer within %s", timeout))
 	})
 	r.notify(t)
-	snap := t.run.clone()
 	r.mu.Unlock()
-	r.persist(t, snap)
 	if r.opts.OnGate != nil {
 		r.observeGate(snap)
 	}
@@ -245,6 +255,19 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 		t.lw.Interject(logfile.Note(fmt.Sprintf("gate %d: %s (waiting until %s)", g.ID, g.Question, g.Deadline.UTC().Format(time.RFC3339))))
 	}
 	return g, decided, nil
+}
+
+// canAsk says why run t cannot open a gate now, if it cannot; r.mu is held.
+func canAsk(t *task) error {
+	switch {
+	case t.run.State != Running || t.ended != "":
+		return fmt.Errorf("%w: the run is ending", ErrFinished)
+	case t.run.OpenGate() != nil:
+		return errors.New("a gate is open already: one at a time")
+	case len(t.run.Gates) >= maxGates:
+		return fmt.Errorf("a run asks %d gates at most", maxGates)
+	}
+	return nil
 }
 
 // observeGate tells OnGate of run in the background: it never holds up
