@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -43,9 +44,7 @@ func (s *server) environments(ctx context.Context) ([]environment, error) {
 		if e.deploying, err = s.runner.List(ctx, jobs.Filter{Environment: name, States: []jobs.State{jobs.Queued, jobs.Running}, Limit: environmentHistory}); err != nil {
 			return nil, err
 		}
-		for i, j := 0, len(e.deploying)-1; i < j; i, j = i+1, j-1 {
-			e.deploying[i], e.deploying[j] = e.deploying[j], e.deploying[i]
-		}
+		slices.Reverse(e.deploying)
 		if e.history, err = s.runner.List(ctx, jobs.Filter{Environment: name, Limit: environmentHistory}); err != nil {
 			return nil, err
 		}

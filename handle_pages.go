@@ -476,9 +476,13 @@ func (s *server) showRun(c echo.Context) error {
 			p.CompareWith = base.ID
 		}
 	}
-	if ds, err := s.deliveries(c.Request().Context(), run.ID); err == nil {
-		for _, d := range ds {
-			p.Deliveries = append(p.Deliveries, views.Delivery{Event: d.Event, Target: d.Target, Try: d.Try, At: d.At, Status: d.Status, Error: d.Error, MS: d.MS, Final: d.Final})
+	// Notifications go out when a run stops at a gate or ends: before that
+	// (every header refresh of a live run) there is nothing to read.
+	if run.State.Finished() || len(run.Gates) > 0 {
+		if ds, err := s.deliveries(c.Request().Context(), run.ID); err == nil {
+			for _, d := range ds {
+				p.Deliveries = append(p.Deliveries, views.Delivery{Event: d.Event, Target: d.Target, Try: d.Try, At: d.At, Status: d.Status, Error: d.Error, MS: d.MS, Final: d.Final})
+			}
 		}
 	}
 	if g := run.OpenGate(); g != nil {

@@ -69,7 +69,7 @@ func (e *Engine) RecordAttempt(ctx context.Context, id int64, a Attempt) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+		if err = stale(err); !errors.Is(err, ErrStale) {
 			return fmt.Errorf("record a delivery of run %d: %w", id, full(err))
 		}
 	}
@@ -90,10 +90,4 @@ func (e *Engine) Deliveries(ctx context.Context, id int64) ([]Attempt, error) {
 		return nil, fmt.Errorf("read deliveries of run %d: %w", id, err)
 	}
 	return list, nil
-}
-
-// isWrongSequence reports a compare-and-swap that lost to another writer.
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

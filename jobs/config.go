@@ -404,20 +404,19 @@ func buildJob(name string, fj fileJob, jfail func(field, format string, args ...
 		if !envNameRE.MatchString(sec.Name) || isReserved(sec.Name) || names[sec.Name] {
 			return nil, jfail(field+".name", "%q is not a usable variable name (invalid, reserved or taken by a parameter)", sec.Name)
 		}
-		var value string
+		var (
+			value string
+			err   error
+		)
 		switch {
 		case sec.Env != "" && sec.File == "":
-			v, ok := os.LookupEnv(sec.Env)
-			if !ok || v == "" {
-				return nil, jfail(field+".env", "the server's environment has no %s", sec.Env)
+			if value, err = secretFromEnv(sec.Env); err != nil {
+				return nil, jfail(field+".env", "%v", err)
 			}
-			value = v
 		case sec.File != "" && sec.Env == "":
-			data, err := os.ReadFile(sec.File)
-			if err != nil {
+			if value, err = secretFromFile(sec.File); err != nil {
 				return nil, jfail(field+".file", "%v", err)
 			}
-			value = strings.TrimRight(string(data), "\r\n")
 		default:
 			return nil, jfail(field, "give exactly one of env or file")
 		}

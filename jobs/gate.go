@@ -208,46 +208,35 @@ func (r *Runner) askGate(t *task, question string, timeout time.Duration) (Gate,
 	}
 	// The gate is durable before anyone sees it: a server killed while a
 	// reader saw the run waiting still has the gate when it starts again.
-	// No other write of the record comes in between (persistMu).
-	t.persistMu.Lock()
-	defer t.persistMu.Unlock()
-	r.mu.Lock()
-	if err := canAsk(t); err != nil {
-		r.mu.Unlock()
-		return Gate{}, nil, err
+	var (
+		g       Gate
+		decided = make(chan Gate, 1)
+	)
+	ask := func(run *Run) {
+		if g.ID == 0 {
+			now := recordTime()
+			g = Gate{
+				ID: len(run.Gates) + 1, Question: clip(question, maxQuestionBytes), AskedAt: now, Deadline: now.Add(timeout), Line: lines,
+				Approvers: t.job.Approvers, FourEyes: t.job.FourEyes,
+			}
+			if t.lw != nil {
+				g.Question = t.lw.mask(g.Question) // a secret in the question stays in the job
+			}
+		}
+		run.Gates = append(run.Gates, g)
 	}
-	now := recordTime()
-	g := Gate{
-		ID: len(t.run.Gates) + 1, Question: clip(question, maxQuestionBytes), AskedAt: now, Deadline: now.Add(timeout), Line: lines,
-		Approvers: t.job.Approvers, FourEyes: t.job.FourEyes,
-	}
-	if t.lw != nil {
-		g.Question = t.lw.mask(g.Question) // a secret in the question stays in the job
-	}
-	snap := t.run.clone()
-	snap.Gates = append(snap.Gates, g)
-	r.mu.Unlock()
-	if t.sealed {
-		return Gate{}, nil, fmt.Errorf("%w: the run is ending", ErrFinished)
-	}
-	if err := r.store.Update(context.Background(), snap); err != nil {
-		return Gate{}, nil, fmt.Errorf("record the gate: %w", err)
-	}
-	r.mu.Lock()
-	if err := canAsk(t); err != nil {
-		r.mu.Unlock()
-		return Gate{}, nil, err
-	}
-	t.run.Gates = append(t.run.Gates, g)
-	t.persisted = time.Now()
-	decided := make(chan Gate, 1)
-	t.gateDecided = decided
-	id, gid := t.run.ID, g.ID
-	t.gateTimer = time.AfterFunc(timeout, func() {
-		_ = r.decideHere(id, gid, GateTimedOut, "shiplog", fmt.Sprintf("no answer within %s", timeout))
+	var snap *Run
+	err := r.persistFirst(t, func() error { return canAsk(t) }, ask, func() {
+		t.gateDecided = decided
+		id, gid := t.run.ID, g.ID
+		t.gateTimer = time.AfterFunc(timeout, func() {
+			_ = r.decideHere(id, gid, GateTimedOut, "shiplog", fmt.Sprintf("no answer within %s", timeout))
+		})
+		snap = t.run.clone()
 	})
-	r.notify(t)
-	r.mu.Unlock()
+	if err != nil {
+		return Gate{}, nil, err
+	}
 	if r.opts.OnGate != nil {
 		r.observeGate(snap)
 	}

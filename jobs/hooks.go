@@ -41,21 +41,35 @@ func buildHooks(field string, fhs []fileHook) ([]notify.Hook, error) {
 		case fh.SecretEnv != "" && fh.SecretFile != "":
 			return nil, fmt.Errorf("%s: secret_env or secret_file, not both", f)
 		case fh.SecretEnv != "":
-			v, ok := os.LookupEnv(fh.SecretEnv)
-			if !ok || v == "" {
-				return nil, fmt.Errorf("%s.secret_env: the server's environment has no %s", f, fh.SecretEnv)
+			if h.Secret, err = secretFromEnv(fh.SecretEnv); err != nil {
+				return nil, fmt.Errorf("%s.secret_env: %w", f, err)
 			}
-			h.Secret = v
 		case fh.SecretFile != "":
-			data, err := os.ReadFile(fh.SecretFile)
-			if err != nil {
+			if h.Secret, err = secretFromFile(fh.SecretFile); err != nil {
 				return nil, fmt.Errorf("%s.secret_file: %w", f, err)
 			}
-			h.Secret = strings.TrimRight(string(data), "\r\n")
 		}
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// secretFromEnv reads a secret from the server's environment.
+func secretFromEnv(name string) (string, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return "", fmt.Errorf("the server's environment has no %s", name)
+	}
+	return v, nil
+}
+
+// secretFromFile reads a secret from a file, without its last line break.
+func secretFromFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
 }
 
 // Hooks returns the webhooks told of job's runs: the config's own, then

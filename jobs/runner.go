@@ -370,6 +370,41 @@ func (r *Runner) persist(t *task, snap *Run) {
 	r.mu.Unlock()
 }
 
+// persistFirst changes run t durably before visibly: it stores the record
+// with apply made, then makes apply (and then, for t's own fields) in
+// memory and wakes t's watchers, so no reader sees the change before it is
+// stored; no other write of the record comes in between. check says why
+// the change cannot be made, if it cannot; it is asked under r.mu before
+// the write and again before the change is shown.
+func (r *Runner) persistFirst(t *task, check func() error, apply func(run *Run), then func()) error {
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	r.mu.Lock()
+	if err := check(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	snap := t.run.clone()
+	apply(snap)
+	r.mu.Unlock()
+	if t.sealed {
+		return fmt.Errorf("%w: the run is ending", ErrFinished)
+	}
+	if err := r.store.Update(context.Background(), snap); err != nil {
+		return fmt.Errorf("store run %d: %w", snap.ID, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := check(); err != nil {
+		return err
+	}
+	apply(t.run)
+	then()
+	t.persisted = time.Now()
+	r.notify(t)
+	return nil
+}
+
 // persistLatest stores the run as it is when its turn to write comes,
 // unless its final record is stored already.
 func (r *Runner) persistLatest(t *task) {

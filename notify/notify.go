@@ -96,8 +96,9 @@ type Notifier struct {
 	log  *slog.Logger
 	jobs chan delivery
 	wg   sync.WaitGroup
-	stop chan struct{}
-	once sync.Once
+	// ctx ends at Close: waits and attempts under way stop.
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
 type delivery struct {
@@ -127,7 +128,8 @@ func New(log *slog.Logger, opts Options) *Notifier {
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: opts.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	n := &Notifier{opts: opts, log: log, jobs: make(chan delivery, opts.Queue), stop: make(chan struct{})}
+	n := &Notifier{opts: opts, log: log, jobs: make(chan delivery, opts.Queue)}
+	n.ctx, n.stop = context.WithCancel(context.Background())
 	for range opts.Workers {
 		n.wg.Add(1)
 		go n.work()
@@ -137,7 +139,7 @@ func New(log *slog.Logger, opts Options) *Notifier {
 
 // Close stops delivering: what is under way is abandoned at its next wait.
 func (n *Notifier) Close() {
-	n.once.Do(func() { close(n.stop) })
+	n.stop()
 	n.wg.Wait()
 }
 
@@ -163,7 +165,7 @@ func (n *Notifier) work() {
 	defer n.wg.Done()
 	for {
 		select {
-		case <-n.stop:
+		case <-n.ctx.Done():
 			return
 		case d := <-n.jobs:
 			n.deliver(d)
@@ -195,7 +197,7 @@ func (n *Notifier) deliver(d delivery) {
 			return
 		}
 		select {
-		case <-n.stop:
+		case <-n.ctx.Done():
 			return
 		case <-time.After(wait):
 		}
@@ -205,15 +207,8 @@ func (n *Notifier) deliver(d delivery) {
 
 func (n *Notifier) attempt(d delivery, body []byte, try int) Attempt {
 	a := Attempt{Delivery: d.id, Event: d.event, Target: d.hook.Target(), Try: try, At: time.Now().UTC().Truncate(time.Millisecond)}
-	ctx, cancel := context.WithTimeout(context.Background(), n.opts.Timeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.hook.URL, bytes.NewReader(body))
 	if err != nil {
 		a.Error = err.Error()

@@ -784,6 +784,16 @@
       return new window.ShiplogTerm.Screen({ height: parseInt(d.ttyRows || '0', 10), cols: parseInt(d.ttyCols || '0', 10) });
     }
 
+    // reread reads the lines held again from the first, after the window
+    // changed at its start: their kinds and groups, and a new screen.
+    reread() {
+      this.kinds = []; this.parent = []; this.stack = [];
+      this.classifyFrom(0);
+      this.screen = this.newScreen(); this.rowless = 0;
+      this.feed(0);
+      if (this.partialText) this.setPartial(this.partialText);
+    }
+
     // feed gives the screen lines from index i on, in order: output to the
     // terminal, workflow commands as rows of their own.
     feed(i) {
@@ -844,14 +854,9 @@
       this.first -= n;
       this.startOffset = start;
       if (this.marks) this.marks = [[0, start], ...this.marks.map(([i, off]) => [i + n, off])];
-      this.kinds = []; this.parent = []; this.stack = [];
       const closed = this.closed;
       this.closed = new Set([...closed].map((i) => i + n));
-      this.classifyFrom(0);
-      // The screen starts again from the new first line.
-      this.screen = this.newScreen(); this.rowless = 0;
-      this.feed(0);
-      if (this.partialText) this.setPartial(this.partialText);
+      this.reread();
       if (this.target >= 0) this.target += n;
       if (this.closed.size) this.rebuildVisible();
       if (this.query && !this.serverSearch) {
@@ -885,11 +890,7 @@
       this.marks = this.marks.filter((m) => m[0] >= k).map(([i, o]) => [i - k, o]);
       this.closed = new Set([...this.closed].filter((i) => i >= k).map((i) => i - k));
       if (this.target >= 0) this.target = this.target >= k ? this.target - k : -1;
-      this.kinds = []; this.parent = []; this.stack = [];
-      this.classifyFrom(0);
-      this.screen = this.newScreen(); this.rowless = 0;
-      this.feed(0);
-      if (this.partialText) this.setPartial(this.partialText);
+      this.reread();
       if (this.matchNums) {
         this.matchList = this.matchList.filter((num) => num >= this.first);
         this.matchNums = new Set(this.matchList);
