@@ -107,7 +107,7 @@ jobs:
   replay:
     tty: {cols: 120, rows: 40}
     params: [{name: NAME, required: true, pattern: '[a-z-]+'}]
-    run: cat "%s/$NAME.out"
+    run: cat "%s/$NAME.tty"
 `, dir))
 	ctx := browser(t)
 	failOnScriptErrors(t, ctx)
@@ -116,7 +116,7 @@ jobs:
 		"|---|---|---|---|---|---|",
 	}
 	for _, f := range fidelity {
-		path := filepath.Join(dir, f.name+".out")
+		path := filepath.Join(dir, f.name+".tty")
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Records real tools' output through a pseudo-terminal of 120x40, as a
-# person at a terminal would see it, into NAME.out (the bytes the terminal
+# person at a terminal would see it, into NAME.tty (the bytes the terminal
 # received). fidelity_test.go replays each through tmux (the reference
 # terminal) and through the run page, and compares what they show.
 # Run by hand; needs the tools below, a local HTTP server on 127.0.0.1:8765
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 rec() { # rec NAME COMMAND
-  script -q -e -c "stty cols 120 rows 40; $2" /dev/null > "$1.out" || true
+  script -q -e -c "stty cols 120 rows 40; $2" /dev/null > "$1.tty" || true
 }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -47,4 +47,4 @@ rec apt "apt-get install --reinstall -y -o Dpkg::Progress-Fancy=1 -o APT::Color=
 (mkdir -p "$work/npm" && cd "$work/npm" && npm init -y > /dev/null)
 rec npm "cd $work/npm && npm install --no-audit --no-fund --loglevel=http left-pad"
 # No registry's host name, nor this machine's own apt source files, are kept.
-sed -i -E "s#(https?://)[^/ ]+#\\1mirror.example#g; s/Ignoring file '[^']*'/Ignoring file 'old.list.disabled'/g" apt.out npm.out
+sed -i -E "s#(https?://)[^/ ]+#\\1mirror.example#g; s/Ignoring file '[^']*'/Ignoring file 'old.list.disabled'/g" apt.tty npm.tty
